@@ -1,0 +1,157 @@
+//! What the backend must know about one kernel build: symbol addresses and struct offsets,
+//! all taken from the kernel itself (kallsyms and BTF), never from a per-kernel profile.
+
+use crate::{
+    kernel::{btf::Btf, kallsyms::Kallsyms},
+    LinuxError,
+};
+
+/// Offsets (bytes) of the kernel structures the backend reads, from BTF.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Offsets {
+    /// `task_struct.pid` (the thread id).
+    pub task_pid: u64,
+    /// `task_struct.tgid` (the process id).
+    pub task_tgid: u64,
+    /// `task_struct.comm` (16 bytes).
+    pub task_comm: u64,
+    /// `task_struct.real_parent`.
+    pub task_real_parent: u64,
+    /// `task_struct.mm`.
+    pub task_mm: u64,
+    /// `mm_struct.exe_file`, when the kernel has it.
+    pub mm_exe_file: Option<u64>,
+    /// `file.f_path` + `path.dentry`.
+    pub file_dentry: Option<u64>,
+    /// `file.f_path` + `path.mnt`.
+    pub file_vfsmount: Option<u64>,
+    /// `dentry.d_parent`.
+    pub dentry_parent: Option<u64>,
+    /// `dentry.d_name` + `qstr.name`.
+    pub dentry_name: Option<u64>,
+    /// `task_struct.thread_info.status` / flags (TS_COMPAT lives in `thread_info.status` on
+    /// older kernels; unused when absent).
+    pub pt_regs_size: u64,
+    /// `pt_regs.sp`.
+    pub pt_regs_sp: u64,
+    /// `pt_regs.di`.
+    pub pt_regs_di: u64,
+    /// `pt_regs.orig_ax`.
+    pub pt_regs_orig_ax: u64,
+    /// `x86_hw_tss.sp0` inside `tss_struct.x86_tss`.
+    pub tss_sp0: u64,
+    /// `x86_hw_tss.sp2` inside `tss_struct.x86_tss`.
+    pub tss_sp2: u64,
+    /// Per-CPU offset of the current-task pointer (`current_task`, or
+    /// `pcpu_hot` + `pcpu_hot.current_task` on 6.2+).
+    pub percpu_current_task: u64,
+    /// Per-CPU offset of `cpu_tss_rw`.
+    pub percpu_cpu_tss_rw: u64,
+}
+
+fn need(btf: &Btf, s: &str, path: &str) -> Result<u64, LinuxError> {
+    btf.member_offset(s, path)
+        .map_err(|e| LinuxError::Layout(format!("BTF has no {s}.{path}: {e}")))
+}
+
+impl Offsets {
+    /// Reads every offset from the kernel's BTF and per-CPU symbols from kallsyms.
+    pub fn from_kernel(btf: &Btf, syms: &Kallsyms) -> Result<Self, LinuxError> {
+        let percpu_current_task = match syms.lookup("current_task") {
+            Some(off) => off,
+            None => {
+                let hot = syms.lookup("pcpu_hot").ok_or_else(|| {
+                    LinuxError::Layout("neither current_task nor pcpu_hot in kallsyms".into())
+                })?;
+                hot + need(btf, "pcpu_hot", "current_task")?
+            }
+        };
+        let percpu_cpu_tss_rw = syms
+            .lookup("cpu_tss_rw")
+            .ok_or_else(|| LinuxError::Layout("cpu_tss_rw not in kallsyms".into()))?;
+        let tss = need(btf, "tss_struct", "x86_tss")?;
+        let opt = |s: &str, p: &str| btf.member_offset(s, p).ok();
+        let f_path = opt("file", "f_path");
+        Ok(Offsets {
+            task_pid: need(btf, "task_struct", "pid")?,
+            task_tgid: need(btf, "task_struct", "tgid")?,
+            task_comm: need(btf, "task_struct", "comm")?,
+            task_real_parent: need(btf, "task_struct", "real_parent")?,
+            task_mm: need(btf, "task_struct", "mm")?,
+            mm_exe_file: opt("mm_struct", "exe_file"),
+            file_dentry: f_path.and_then(|p| opt("path", "dentry").map(|d| p + d)),
+            file_vfsmount: f_path.and_then(|p| opt("path", "mnt").map(|d| p + d)),
+            dentry_parent: opt("dentry", "d_parent"),
+            dentry_name: opt("dentry", "d_name").and_then(|n| opt("qstr", "name").map(|q| n + q)),
+            pt_regs_size: btf
+                .struct_size("pt_regs")
+                .ok_or_else(|| LinuxError::Layout("BTF has no struct pt_regs".into()))?,
+            pt_regs_sp: need(btf, "pt_regs", "sp")?,
+            pt_regs_di: need(btf, "pt_regs", "di")?,
+            pt_regs_orig_ax: need(btf, "pt_regs", "orig_ax")?,
+            tss_sp0: tss + need(btf, "x86_hw_tss", "sp0")?,
+            tss_sp2: tss + need(btf, "x86_hw_tss", "sp2")?,
+            percpu_current_task,
+            percpu_cpu_tss_rw,
+        })
+    }
+}
+
+/// Symbol addresses (link-time, before the KASLR slide) the backend traps on or reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Symbols {
+    /// `entry_SYSCALL_64` and the address of the next symbol.
+    pub entry_syscall_64: (u64, u64),
+    /// `syscall_return_via_sysret` (the sysret exit path) and its end.
+    pub sysret_exit: Option<(u64, u64)>,
+    /// `swapgs_restore_regs_and_return_to_usermode` (the IRET exit path) and its end.
+    pub iret_exit: (u64, u64),
+    /// `__per_cpu_offset`.
+    pub per_cpu_offset: u64,
+    /// `sys_call_table`, if present.
+    pub sys_call_table: Option<u64>,
+    /// `ia32_sys_call_table`, if present.
+    pub ia32_sys_call_table: Option<u64>,
+}
+
+/// `[addr, next symbol)` for a symbol.
+pub fn symbol_range(syms: &Kallsyms, name: &str) -> Option<(u64, u64)> {
+    let start = syms.lookup(name)?;
+    let end = syms
+        .symbols()
+        .filter(|s| s.addr > start)
+        .map(|s| s.addr)
+        .min()
+        .unwrap_or(start + 0x1000);
+    Some((start, end.min(start + 0x1000)))
+}
+
+impl Symbols {
+    /// Looks the symbols up.
+    pub fn from_kallsyms(syms: &Kallsyms) -> Result<Self, LinuxError> {
+        let missing = |n: &str| LinuxError::Layout(format!("{n} not in kallsyms"));
+        Ok(Symbols {
+            // The entry watchpoint stops right after `pushq %gs:cpu_tss_rw+TSS_sp2`, past the
+            // inner label entry_SYSCALL_64_safe_stack and before ..._after_hwframe
+            // (arch/x86/entry/entry_64.S), so the range runs to after_hwframe.
+            entry_syscall_64: {
+                let start = syms
+                    .lookup("entry_SYSCALL_64")
+                    .ok_or_else(|| missing("entry_SYSCALL_64"))?;
+                let end = syms
+                    .lookup("entry_SYSCALL_64_after_hwframe")
+                    .filter(|&e| e > start && e - start < 0x200)
+                    .map_or(start + 0x80, |e| e + 1);
+                (start, end)
+            },
+            sysret_exit: symbol_range(syms, "syscall_return_via_sysret"),
+            iret_exit: symbol_range(syms, "swapgs_restore_regs_and_return_to_usermode")
+                .ok_or_else(|| missing("swapgs_restore_regs_and_return_to_usermode"))?,
+            per_cpu_offset: syms
+                .lookup("__per_cpu_offset")
+                .ok_or_else(|| missing("__per_cpu_offset"))?,
+            sys_call_table: syms.lookup("sys_call_table"),
+            ia32_sys_call_table: syms.lookup("ia32_sys_call_table"),
+        })
+    }
+}

@@ -1,0 +1,150 @@
+//! The driver seam: what every hypervisor driver offers the layers above.
+
+use std::{ops::Range, sync::Arc};
+
+use nitro_mem::PhysMemory;
+
+use crate::{Direction, NitroEvent, Reg, Result, SyscallKind};
+
+/// How a trap site is watched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TrapKind {
+    /// Stop before executing the instruction at the address.
+    Execute,
+    /// Stop after an instruction reads `len` bytes at the address.
+    ReadWatch {
+        /// Bytes watched (1, 2, 4 or 8).
+        len: u8,
+    },
+    /// Stop after an instruction writes `len` bytes at the address.
+    WriteWatch {
+        /// Bytes watched (1, 2, 4 or 8).
+        len: u8,
+    },
+}
+
+/// One place to trap, and what a stop there means. Built by an OS backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrapSite {
+    /// Linear address of the instruction or data.
+    pub addr: u64,
+    /// Execution or data trap.
+    pub kind: TrapKind,
+    /// What a stop here is.
+    pub direction: Direction,
+    /// Which system-call gate the site belongs to.
+    pub syscall_kind: SyscallKind,
+    /// Instruction-pointer ranges that identify a stop as this site's (a data trap reports
+    /// the instruction after the access; hypervisors may report the watched address wrongly
+    /// when several vCPUs stop at once, so stops are classified by RIP).
+    pub rip_ranges: Vec<Range<u64>>,
+}
+
+/// The set of traps a backend wants armed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrapPlan {
+    /// The sites.
+    pub sites: Vec<TrapSite>,
+}
+
+impl TrapPlan {
+    /// Index of the site whose RIP ranges contain `rip`.
+    pub fn classify(&self, rip: u64) -> Option<usize> {
+        self.sites
+            .iter()
+            .position(|s| s.rip_ranges.iter().any(|r| r.contains(&rip)))
+    }
+}
+
+/// How a stop was taken and resumed: reported per event so costs can be attributed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// A data watchpoint: the stop comes after the access, nothing to step over.
+    Watchpoint,
+    /// An execution breakpoint resumed with the trapped instruction emulated in the tracer.
+    BreakpointEmulated,
+    /// An execution breakpoint resumed by single-step.
+    BreakpointStep,
+    /// An execution breakpoint resumed with RFLAGS.RF set (no extra exit; VMX/SVM hosts).
+    BreakpointResumeFlag,
+    /// An execution breakpoint resumed by running a copy of the trapped instruction out of
+    /// line (kprobes-style), then jumping back.
+    BreakpointOutOfLine,
+}
+
+/// Register writes to apply before the vCPU resumes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegChanges {
+    /// (register, new value), applied in order.
+    pub writes: Vec<(Reg, u64)>,
+}
+
+impl RegChanges {
+    /// True when nothing is to be written.
+    pub fn is_empty(&self) -> bool {
+        self.writes.is_empty()
+    }
+}
+
+/// What a driver can do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Hardware execution breakpoints available (None = unlimited, e.g. QEMU TCG).
+    pub hw_breakpoints: Option<u32>,
+    /// Data watchpoints available (None = unlimited).
+    pub watchpoints: Option<u32>,
+    /// Guest memory is read without copies through the hypervisor.
+    pub zero_copy_memory: bool,
+    /// Number of vCPUs.
+    pub vcpus: u32,
+}
+
+/// What `next_event` returns.
+#[derive(Debug, Clone)]
+pub enum DriverEvent {
+    /// A vCPU stopped at an armed trap; all vCPUs are stopped until `resume`.
+    Trap(Box<NitroEvent>),
+    /// A vCPU stopped for a reason that belongs to no armed site (counted, then resumed).
+    Spurious {
+        /// The vCPU.
+        vcpu: u32,
+        /// Its RIP.
+        rip: u64,
+    },
+    /// The guest ended (powered off, or the hypervisor exited).
+    GuestEnded {
+        /// The hypervisor's exit code, when it reports one.
+        code: Option<i32>,
+    },
+}
+
+/// A hypervisor driver: arm traps, wait for stops, change registers, resume.
+pub trait Driver: Send {
+    /// What this driver can do.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Guest physical memory.
+    fn memory(&self) -> Arc<dyn PhysMemory>;
+
+    /// Stops all vCPUs (if running) and returns the registers of vCPU 0.
+    fn interrupt(&mut self) -> Result<crate::Regs>;
+
+    /// Arms the plan's traps (replacing any armed before). The guest must be stopped.
+    fn arm(&mut self, plan: &TrapPlan) -> Result<()>;
+
+    /// Removes every armed trap. The guest must be stopped.
+    fn disarm(&mut self) -> Result<()>;
+
+    /// Waits for the next stop.
+    fn next_event(&mut self) -> Result<DriverEvent>;
+
+    /// Writes registers of the stopped vCPU (the one of the last event).
+    fn set_regs(&mut self, changes: &RegChanges) -> Result<()>;
+
+    /// Resumes all vCPUs.
+    fn resume(&mut self) -> Result<()>;
+
+    /// Detaches: removes every trap and lets the guest run on.
+    fn detach(&mut self) -> Result<()>;
+}

@@ -1,0 +1,399 @@
+//! Tests on real KVM with synthetic ring-0 guests (kvm-ioctls' own run-raw-bytes tests are
+//! the model). Each test skips, saying why, when /dev/kvm is absent or unusable.
+
+use std::{ops::Range, sync::Arc, time::Duration};
+
+use super::*;
+use crate::{
+    Direction, Driver, DriverEvent, NitroEvent, Reg, RegChanges, Strategy, SyscallKind, TrapKind,
+    TrapPlan, TrapSite,
+};
+use nitro_mem::{PhysAddr, PhysMemory};
+
+const LOAD: u64 = 0x10000;
+const RESULTS: u64 = 0x30000;
+const CALLS: u64 = 4;
+
+/// A loop calling a "syscall dispatcher" with the call number in rax, four times per vCPU:
+/// ```text
+/// start:    mov r13, rdi ; shl r13, 8 ; add r13, 0x30000   ; results of vCPU rdi
+///           xor r14d, r14d
+/// loop:     mov rax, r14 ; call dispatch
+///           mov [r13 + r14*8], rax                         ; store the return value
+///           inc r14 ; cmp r14, 4 ; jb loop ; hlt
+/// dispatch: mov rcx, rax                 ; +0x28  entry site (rax = number)
+///           lea rax, [rax + rax + 1]     ;        the "handler": returns 2n + 1
+///           mov rdx, rax                 ; +0x30  return site (rax = return value)
+///           ret                          ; +0x33
+/// ```
+/// (assembled with GNU as, `objdump -d` checked).
+const DISPATCHER: [u8; 0x34] = [
+    0x49, 0x89, 0xfd, 0x49, 0xc1, 0xe5, 0x08, 0x49, 0x81, 0xc5, 0x00, 0x00, 0x03, 0x00, 0x45, 0x31,
+    0xf6, 0x4c, 0x89, 0xf0, 0xe8, 0x0f, 0x00, 0x00, 0x00, 0x4b, 0x89, 0x44, 0xf5, 0x00, 0x49, 0xff,
+    0xc6, 0x49, 0x83, 0xfe, 0x04, 0x72, 0xea, 0xf4, 0x48, 0x89, 0xc1, 0x48, 0x8d, 0x44, 0x00, 0x01,
+    0x48, 0x89, 0xc2, 0xc3,
+];
+const ENTRY_SITE: u64 = LOAD + 0x28;
+const EXIT_SITE: u64 = LOAD + 0x30;
+const RET_SITE: u64 = LOAD + 0x33;
+
+fn kvm_usable() -> bool {
+    match open_kvm(KVM_PATH).and_then(|_| probe_resume_flag(KVM_PATH)) {
+        Ok(rf) => {
+            eprintln!("KVM usable; RFLAGS.RF honoured: {rf}");
+            true
+        }
+        Err(e) => {
+            eprintln!("skipping: {e}");
+            false
+        }
+    }
+}
+
+fn site(addr: u64, direction: Direction) -> TrapSite {
+    TrapSite {
+        addr,
+        kind: TrapKind::Execute,
+        direction,
+        syscall_kind: SyscallKind::Syscall64,
+        rip_ranges: vec![Range {
+            start: addr,
+            end: addr + 1,
+        }],
+    }
+}
+
+fn dispatcher(vcpus: u32) -> KvmDriver {
+    let mut d = KvmDriver::new_synthetic(&DISPATCHER, LOAD, LOAD, vcpus, 4 << 20).unwrap();
+    d.set_event_timeout(Some(Duration::from_secs(30)));
+    d
+}
+
+/// Runs the guest to its end, calling `hook` on each trap; returns the events.
+fn run_to_end(
+    d: &mut KvmDriver,
+    mut hook: impl FnMut(&NitroEvent) -> RegChanges,
+) -> Vec<NitroEvent> {
+    let mut events = Vec::new();
+    d.resume().unwrap();
+    loop {
+        match d.next_event().unwrap() {
+            DriverEvent::Trap(e) => {
+                let changes = hook(&e);
+                if !changes.is_empty() {
+                    d.set_regs(&changes).unwrap();
+                }
+                events.push(*e);
+                d.resume().unwrap();
+            }
+            DriverEvent::Spurious { vcpu, rip } => {
+                panic!("spurious stop of vCPU {vcpu} at {rip:#x}")
+            }
+            DriverEvent::GuestEnded { .. } => return events,
+        }
+    }
+}
+
+fn results(d: &KvmDriver, vcpu: u64) -> Vec<u64> {
+    let mem = d.memory();
+    (0..CALLS)
+        .map(|i| {
+            mem.read_phys_u64(PhysAddr(RESULTS + vcpu * 0x100 + i * 8))
+                .unwrap()
+        })
+        .collect()
+}
+
+fn breakpoint_strategy(d: &KvmDriver) -> Strategy {
+    if d.resume_flag_honoured() {
+        Strategy::BreakpointResumeFlag
+    } else {
+        Strategy::BreakpointOutOfLine
+    }
+}
+
+#[test]
+fn guest_runs_untraced() {
+    if !kvm_usable() {
+        return;
+    }
+    let mut d = dispatcher(1);
+    assert!(run_to_end(&mut d, |_| RegChanges::default()).is_empty());
+    assert_eq!(results(&d, 0), vec![1, 3, 5, 7]);
+}
+
+#[test]
+fn entry_and_return_events_carry_registers() {
+    if !kvm_usable() {
+        return;
+    }
+    let mut d = dispatcher(1);
+    let plan = TrapPlan {
+        sites: vec![
+            site(ENTRY_SITE, Direction::Enter),
+            site(EXIT_SITE, Direction::Exit),
+        ],
+    };
+    d.arm(&plan).unwrap();
+    let events = run_to_end(&mut d, |_| RegChanges::default());
+    assert_eq!(events.len(), 2 * CALLS as usize);
+    for (i, pair) in events.chunks(2).enumerate() {
+        let (enter, exit) = (&pair[0], &pair[1]);
+        let nr = i as u64;
+        assert_eq!(
+            (enter.direction, enter.site, enter.vcpu),
+            (Direction::Enter, 0, 0)
+        );
+        assert_eq!(enter.regs.rip, ENTRY_SITE);
+        assert_eq!(enter.regs.rax, nr, "syscall number in rax at entry");
+        assert_eq!(enter.regs.r14, nr);
+        assert_eq!((exit.direction, exit.site), (Direction::Exit, 1));
+        assert_eq!(exit.regs.rip, EXIT_SITE);
+        assert_eq!(exit.regs.rax, 2 * nr + 1, "return value in rax at return");
+        assert_eq!(
+            exit.regs.rcx, nr,
+            "rcx was set by the instruction run out of line"
+        );
+        for e in [enter, exit] {
+            assert_eq!(e.kind, SyscallKind::Syscall64);
+            assert_eq!(e.strategy, breakpoint_strategy(&d));
+            assert_eq!(e.regs.cs, 0x08);
+            assert_eq!(e.regs.cpl(), 0);
+            assert_eq!(e.cr3(), 0x2000);
+            assert_ne!(e.regs.efer & nitro_sys::x86::EFER_LMA, 0);
+            assert_eq!(e.regs.rsp % 8, 0);
+        }
+    }
+    assert_eq!(
+        results(&d, 0),
+        vec![1, 3, 5, 7],
+        "the guest ran correctly under the traps"
+    );
+}
+
+#[test]
+fn hooks_change_what_the_guest_sees() {
+    if !kvm_usable() {
+        return;
+    }
+    let mut d = dispatcher(1);
+    let plan = TrapPlan {
+        sites: vec![
+            site(ENTRY_SITE, Direction::Enter),
+            site(EXIT_SITE, Direction::Exit),
+        ],
+    };
+    d.arm(&plan).unwrap();
+    run_to_end(&mut d, |e| {
+        let mut c = RegChanges::default();
+        match (e.direction, e.regs.r14) {
+            (Direction::Exit, 1) => c.writes.push((Reg::Rax, 0x1234)), // fake a return value
+            (Direction::Enter, 2) => c.writes.push((Reg::Rax, 10)),    // rewrite the number
+            _ => {}
+        }
+        c
+    });
+    assert_eq!(results(&d, 0), vec![1, 0x1234, 21, 7]);
+}
+
+#[test]
+fn two_vcpus_trap_at_once() {
+    if !kvm_usable() {
+        return;
+    }
+    let mut d = dispatcher(2);
+    assert_eq!(d.capabilities().vcpus, 2);
+    let plan = TrapPlan {
+        sites: vec![
+            site(ENTRY_SITE, Direction::Enter),
+            site(EXIT_SITE, Direction::Exit),
+        ],
+    };
+    d.arm(&plan).unwrap();
+    let events = run_to_end(&mut d, |e| {
+        // vCPU 1's return values are doubled by the hook.
+        let mut c = RegChanges::default();
+        if e.vcpu == 1 && e.direction == Direction::Exit {
+            c.writes.push((Reg::Rax, e.regs.rax * 2));
+        }
+        c
+    });
+    for v in 0..2u32 {
+        let mine: Vec<_> = events.iter().filter(|e| e.vcpu == v).collect();
+        assert_eq!(mine.len(), 2 * CALLS as usize, "vCPU {v}");
+        // Each vCPU sees its own calls in order, whatever the interleaving.
+        for (i, pair) in mine.chunks(2).enumerate() {
+            assert_eq!(
+                (pair[0].direction, pair[0].regs.rax),
+                (Direction::Enter, i as u64)
+            );
+            assert_eq!(
+                (pair[1].direction, pair[1].regs.rax),
+                (Direction::Exit, 2 * i as u64 + 1)
+            );
+            assert_eq!(pair[0].regs.rdi, u64::from(v));
+        }
+    }
+    assert_eq!(results(&d, 0), vec![1, 3, 5, 7]);
+    assert_eq!(results(&d, 1), vec![2, 6, 10, 14]);
+}
+
+#[test]
+fn unrelocatable_site_falls_back_to_single_step() {
+    if !kvm_usable() {
+        return;
+    }
+    let mut d = dispatcher(1);
+    d.arm(&TrapPlan {
+        sites: vec![site(RET_SITE, Direction::Exit)],
+    })
+    .unwrap();
+    let expected = if d.resume_flag_honoured() {
+        Strategy::BreakpointResumeFlag
+    } else {
+        Strategy::BreakpointStep
+    };
+    assert_eq!(d.armed()[0].resume.strategy(), expected);
+    let events = run_to_end(&mut d, |_| RegChanges::default());
+    assert_eq!(events.len(), CALLS as usize);
+    assert!(events
+        .iter()
+        .all(|e| e.strategy == expected && e.regs.rip == RET_SITE));
+    assert_eq!(results(&d, 0), vec![1, 3, 5, 7]);
+}
+
+#[test]
+fn write_watchpoint_stops_after_the_store() {
+    if !kvm_usable() {
+        return;
+    }
+    let mut d = dispatcher(1);
+    let addr = RESULTS + 2 * 8; // result slot of call 2
+    let plan = TrapPlan {
+        sites: vec![TrapSite {
+            addr,
+            kind: TrapKind::WriteWatch { len: 8 },
+            direction: Direction::Exit,
+            syscall_kind: SyscallKind::Syscall64,
+            rip_ranges: vec![Range {
+                start: LOAD,
+                end: LOAD + 0x40,
+            }],
+        }],
+    };
+    d.arm(&plan).unwrap();
+    let events = run_to_end(&mut d, |_| RegChanges::default());
+    if events.is_empty() {
+        eprintln!("note: this host does not report data watchpoints on ring-0 stores");
+    } else {
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].strategy, Strategy::Watchpoint);
+        assert_eq!(events[0].regs.rip, LOAD + 0x1e, "stop after the store");
+        assert_eq!(events[0].regs.rax, 5);
+    }
+    assert_eq!(results(&d, 0), vec![1, 3, 5, 7]);
+}
+
+#[test]
+fn interrupt_stops_a_spinning_guest() {
+    if !kvm_usable() {
+        return;
+    }
+    // 0x10000: jmp $
+    let mut d = KvmDriver::new_synthetic(&[0xeb, 0xfe], LOAD, LOAD, 2, 1 << 20).unwrap();
+    d.resume().unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    let regs = d.interrupt().unwrap();
+    assert_eq!(regs.rip, LOAD);
+    // Stopped: arming is allowed now, and resuming again works.
+    d.arm(&TrapPlan::default()).unwrap();
+    d.resume().unwrap();
+    assert_eq!(d.interrupt().unwrap().rip, LOAD);
+}
+
+#[test]
+fn guest_the_host_cannot_run_is_a_clear_error() {
+    if !kvm_usable() {
+        return;
+    }
+    // ud2 with no IDT: #UD -> #DF -> triple fault.
+    let mut d = KvmDriver::new_synthetic(&[0x0f, 0x0b], LOAD, LOAD, 1, 1 << 20).unwrap();
+    d.set_event_timeout(Some(Duration::from_secs(30)));
+    d.resume().unwrap();
+    let err = d.next_event().unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, crate::ListenerError::GuestGone(_)), "{msg}");
+    assert!(msg.contains("cannot run this guest"), "{msg}");
+}
+
+#[test]
+fn too_many_sites_are_refused() {
+    if !kvm_usable() {
+        return;
+    }
+    let mut d = dispatcher(1);
+    let sites = (0..5).map(|i| site(LOAD + i, Direction::Enter)).collect();
+    let err = d.arm(&TrapPlan { sites }).unwrap_err();
+    assert!(
+        matches!(err, crate::ListenerError::ArmFailed { .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_device_is_a_clear_error() {
+    let guest = SyntheticGuest {
+        code: &[0xf4],
+        load_gpa: LOAD,
+        entry: LOAD,
+        vcpus: 1,
+        memory_size: 1 << 20,
+    };
+    let err = KvmVm::synthetic_at("/nonexistent/kvm", &guest).unwrap_err();
+    assert!(matches!(err, KvmError::NoDevice { .. }), "{err}");
+    assert!(err.to_string().contains("/nonexistent/kvm"));
+}
+
+#[test]
+fn vcpu_api_reports_port_writes_and_traps() {
+    if !kvm_usable() {
+        return;
+    }
+    // loop: mov rcx, rax ; out 0x80, al ; inc rax ; jmp loop
+    let code = [0x48, 0x89, 0xc1, 0xe6, 0x80, 0x48, 0xff, 0xc0, 0xeb, 0xf6];
+    let guest = SyntheticGuest {
+        code: &code,
+        load_gpa: LOAD,
+        entry: LOAD,
+        vcpus: 1,
+        memory_size: 1 << 20,
+    };
+    let mut vm = KvmVm::synthetic(&guest).unwrap();
+    let armed = vm
+        .prepare(
+            &TrapPlan {
+                sites: vec![site(LOAD, Direction::Enter)],
+            },
+            false,
+        )
+        .unwrap();
+    let vcpu = &mut vm.vcpus_mut()[0];
+    vcpu.set_port_io(Arc::new(PortLog::new(16).stop_on(0x80)));
+    vcpu.arm(armed).unwrap();
+    for i in 0..3u64 {
+        match vcpu.run().unwrap() {
+            VcpuStop::Trap { site, regs } => {
+                assert_eq!((site.addr, regs.rax), (LOAD, i));
+                assert!(matches!(site.resume, Resume::OutOfLine { .. }));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            vcpu.run().unwrap(),
+            VcpuStop::PortOut {
+                port: 0x80,
+                value: i & 0xff
+            }
+        );
+    }
+}
