@@ -7,6 +7,8 @@
 //!   breakpoint on the `mov`; one iteration is one breakpoint exit with the registers handed
 //!   to the handler (from `sync_regs`: no ioctl) and the resume past the breakpoint (RFLAGS.RF
 //!   where honoured, else the out-of-line copy of the `mov`).
+//! * `hw_breakpoint_trap_emulated`: the same with the breakpoint on an `endbr64` (how Linux
+//!   6.12's `entry_SYSCALL_64` starts), which the tracer skips by advancing RIP.
 //! * `driver_trap`: the same trap through [`nitro_listener::Driver`] (`next_event` +
 //!   `resume`): adds the hand-off between the vCPU thread and the caller's thread.
 //!
@@ -27,6 +29,8 @@ const LOAD: u64 = 0x10000;
 const OUT_LOOP: [u8; 4] = [0xe6, 0x80, 0xeb, 0xfc];
 /// loop: mov rcx, rax ; jmp loop
 const MOV_LOOP: [u8; 5] = [0x48, 0x89, 0xc1, 0xeb, 0xfb];
+/// loop: endbr64 ; jmp loop
+const ENDBR_LOOP: [u8; 6] = [0xf3, 0x0f, 0x1e, 0xfa, 0xeb, 0xfa];
 
 fn plan() -> TrapPlan {
     TrapPlan {
@@ -82,6 +86,17 @@ fn kvm(c: &mut Criterion) {
     eprintln!("trap_latency: breakpoint resume strategy: {strategy:?}");
     group.bench_function("hw_breakpoint_trap", |b| {
         b.iter(|| match bp_vcpu.run() {
+            Ok(VcpuStop::Trap { regs, .. }) => black_box(regs.rax ^ regs.rip),
+            other => panic!("unexpected stop {other:?}"),
+        })
+    });
+
+    let mut nop_vm = KvmVm::synthetic(&guest(&ENDBR_LOOP)).expect("endbr64 guest");
+    let armed = nop_vm.prepare(&plan(), rf).expect("plan");
+    let nop_vcpu = &mut nop_vm.vcpus_mut()[0];
+    nop_vcpu.arm(armed).expect("arm");
+    group.bench_function("hw_breakpoint_trap_emulated", |b| {
+        b.iter(|| match nop_vcpu.run() {
             Ok(VcpuStop::Trap { regs, .. }) => black_box(regs.rax ^ regs.rip),
             other => panic!("unexpected stop {other:?}"),
         })

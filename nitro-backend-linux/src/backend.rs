@@ -9,7 +9,7 @@ use nitro_mem::{AddressSpace, PagingMode, PhysAddr, PhysMemory, VirtAddr, VirtRe
 use nitro_os::{Arg, ArgValue, OsBackend, OsError, ReturnValue, Syscall, TraceScope};
 
 use crate::{
-    kernel::{btf::Btf, bzimage, kallsyms::Kallsyms},
+    kernel::{btf::Btf, bzimage, elf::Elf, kallsyms::Kallsyms},
     layout::{Offsets, Symbols},
     syscalls::{self, DecodeOptions},
     task, LinuxError,
@@ -45,7 +45,12 @@ pub struct LinuxBackend {
     /// KASLR slide of kernel text and data (0 with `nokaslr`).
     slide: i64,
     names: Vec<Option<String>>,
+    /// The first bytes of `entry_SYSCALL_64` in the kernel file.
+    entry_bytes: Vec<u8>,
     pending: HashMap<u64, Syscall>,
+    /// pt_regs address and user return address (RCX at `syscall`) of each task seen
+    /// entering.
+    pt_regs: HashMap<u64, (u64, u64)>,
     orphans: Vec<Syscall>,
     /// Decoding options (string limit...).
     pub decode: DecodeOptions,
@@ -71,7 +76,14 @@ impl LinuxBackend {
         let syms =
             Kallsyms::from_vmlinux(vmlinux).map_err(|e| LinuxError::Symbols(e.to_string()))?;
         let btf = Btf::from_vmlinux(vmlinux).map_err(|e| LinuxError::Layout(e.to_string()))?;
-        Self::new(syms, &btf)
+        let entry = syms.lookup("entry_SYSCALL_64");
+        let mut backend = Self::new(syms, &btf)?;
+        if let (Some(entry), Ok(elf)) = (entry, Elf::parse(vmlinux)) {
+            if let Some(code) = elf.read_at_vaddr(entry, 16) {
+                backend.entry_bytes = code.to_vec();
+            }
+        }
+        Ok(backend)
     }
 
     /// From already parsed symbols and BTF.
@@ -84,7 +96,9 @@ impl LinuxBackend {
             symbols,
             slide: 0,
             names: Vec::new(),
+            entry_bytes: Vec::new(),
             pending: HashMap::new(),
+            pt_regs: HashMap::new(),
             orphans: Vec::new(),
             decode: DecodeOptions::default(),
             stats: BackendStats::default(),
@@ -110,14 +124,17 @@ impl LinuxBackend {
         addr.wrapping_add(self.slide as u64)
     }
 
-    /// Name of syscall `nr` (64-bit ABI): from the guest's table, else the built-in one.
+    /// Name of syscall `nr` (64-bit ABI). x86-64 syscall numbers are a stable ABI, so the
+    /// built-in table (named as in `syscall_64.tbl` and strace: `uname`, not the kernel's
+    /// `newuname` handler) is authoritative where it has the number; the guest's own
+    /// `sys_call_table` names calls newer than the table.
     pub fn name_of(&self, nr: u64) -> String {
-        if let Some(Some(n)) = self.names.get(nr as usize) {
-            return n.clone();
+        if let Some(info) = syscalls::table::x86_64(nr) {
+            return info.name.to_string();
         }
-        match syscalls::table::x86_64(nr) {
-            Some(info) => info.name.to_string(),
-            None => format!("syscall_{nr}"),
+        match self.names.get(nr as usize) {
+            Some(Some(n)) => n.clone(),
+            _ => format!("syscall_{nr}"),
         }
     }
 
@@ -156,17 +173,20 @@ impl LinuxBackend {
 
     fn on_enter(&mut self, ev: &NitroEvent, space: &dyn VirtRead) -> Option<Syscall> {
         let r = &ev.regs;
-        let key = r.rsp.wrapping_sub(self.offsets.pt_regs_sp);
+        // At the entry stop RSP points at pt_regs->sp, just pushed.
+        let pt_regs = r.rsp.wrapping_sub(self.offsets.pt_regs_sp);
         let nr = r.rax;
         let name = self.name_of(nr);
         let raw = [r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9];
-        let process = match task::current_task(space, r.gs_base, &self.offsets) {
+        let task = task::current_task(space, r.gs_base, &self.offsets);
+        let key = task.unwrap_or(pt_regs);
+        let process = match task {
             Some(t) => task::process(space, t, &self.offsets),
             None => Default::default(),
         };
         let info = syscalls::table::info_for_name(&name).or_else(|| syscalls::table::x86_64(nr));
         let args = match info {
-            Some(info) => conv::args_out(syscalls::decode_enter(info, &raw, space, &self.decode)),
+            Some(info) => syscalls::decode_enter(info, &raw, space, &self.decode),
             None => raw_args(&raw),
         };
         let call = Syscall {
@@ -188,16 +208,29 @@ impl LinuxBackend {
             note: None,
             task_key: key,
         };
+        self.pt_regs.insert(key, (pt_regs, r.rcx));
         self.stats.enters += 1;
         if never_returns(&call.name) {
             let mut done = call.clone();
             done.unfinished = true;
             self.orphans.push(done);
         } else if let Some(mut lost) = self.pending.insert(key, call.clone()) {
-            // The same task entered again: its previous return was not seen.
+            // The same task entered again: its previous return was not seen. Kernels from
+            // about 6.4 on return through iret without touching cpu_tss_rw.sp0 when page-table
+            // isolation is off; a successful execve always returns that way, and returns 0
+            // (a failed one returns through sysret, where the exit trap sees it).
             self.stats.lost_exits += 1;
-            lost.unfinished = true;
-            lost.note = Some("return not seen: the task entered the kernel again".into());
+            if matches!(lost.name.as_str(), "execve" | "execveat") {
+                lost.ret = Some(ReturnValue::plain(0));
+                lost.direction = Direction::Exit;
+                lost.exit_time = Some(ev.time);
+                lost.process.name = call.process.name.clone();
+                lost.note =
+                    Some("returned through iret: success inferred from the next entry".into());
+            } else {
+                lost.unfinished = true;
+                lost.note = Some("return not seen: the task entered the kernel again".into());
+            }
             self.orphans.push(lost);
         }
         Some(call)
@@ -205,21 +238,48 @@ impl LinuxBackend {
 
     fn on_exit(&mut self, ev: &NitroEvent, space: &dyn VirtRead) -> Option<Syscall> {
         let r = &ev.regs;
-        let key = r.rdi.wrapping_sub(self.offsets.pt_regs_di);
+        // Every return to user mode passes here (interrupts and exceptions too); it is a
+        // system call's return when the current task has an entry pending.
+        let key = match task::current_task(space, r.gs_base, &self.offsets) {
+            Some(t) => t,
+            None => r.rdi.wrapping_sub(self.offsets.pt_regs_di),
+        };
         let Some(mut call) = self.pending.remove(&key) else {
             self.stats.unmatched_exits += 1;
             return None;
         };
         self.stats.exits += 1;
-        let ret = r.rax as i64;
+        // The return value is pt_regs->ax, which the exit path pops into RAX; reading it from
+        // memory works at every exit trap, before or after the pop.
+        let (pt_regs, user_rip) = self.pt_regs.get(&key).copied().unwrap_or((0, 0));
+        let field = |off: u64| space.read_u64(VirtAddr(pt_regs.wrapping_add(off))).ok();
+        let mut ret = field(self.offsets.pt_regs_ax).unwrap_or(r.rax) as i64;
+        // A signal delivered on the way out: the kernel has pointed pt_regs at the handler and
+        // saved the call's result in the signal frame it built on the user stack.
+        let redirected = field(self.offsets.pt_regs_ip).is_some_and(|ip| ip != user_rip);
+        if redirected && !matches!(call.name.as_str(), "execve" | "execveat" | "rt_sigreturn") {
+            if let Some(sp) = field(self.offsets.pt_regs_sp) {
+                if let Ok(saved) =
+                    space.read_u64(VirtAddr(sp.wrapping_add(self.offsets.sigframe_ax)))
+                {
+                    ret = saved as i64;
+                    call.note = Some("signal handler entered on return".into());
+                }
+            }
+        }
         let info =
             syscalls::table::info_for_name(&call.name).or_else(|| syscalls::table::x86_64(call.nr));
         let rv = match info {
             Some(info) => {
-                let mut args = conv::args_in(std::mem::take(&mut call.args));
-                syscalls::decode_exit(info, &call.raw_args, ret, &mut args, space, &self.decode);
-                call.args = conv::args_out(args);
-                conv::ret_out(syscalls::format_return(info, ret))
+                syscalls::decode_exit(
+                    info,
+                    &call.raw_args,
+                    ret,
+                    &mut call.args,
+                    space,
+                    &self.decode,
+                );
+                syscalls::format_return_full(info, &call.raw_args, ret, space, &self.decode)
             }
             None => ReturnValue::plain(ret),
         };
@@ -235,6 +295,110 @@ impl LinuxBackend {
         call.exit_time = Some(ev.time);
         call.rax = r.rax;
         Some(call)
+    }
+}
+
+/// The read-only IDT mapping in the CPU entry area, fixed on x86-64 since Linux 4.15:
+/// `CPU_ENTRY_AREA_RO_IDT` = `CPU_ENTRY_AREA_BASE` = -4 << P4D_SHIFT (39)
+/// (arch/x86/include/asm/pgtable_areas.h), the same with 4- and 5-level paging.
+const IDT_BASE: u64 = 0xffff_fe00_0000_0000;
+/// KASLR moves the kernel in units of CONFIG_PHYSICAL_ALIGN (2 MiB on x86-64 distributions).
+const SLIDE_ALIGN: i64 = 0x20_0000;
+
+impl LinuxBackend {
+    /// The KASLR slide: where the guest's IDT sends vector 0 (divide error) minus where
+    /// kallsyms says `asm_exc_divide_error` was linked; checked against the code bytes of
+    /// `entry_SYSCALL_64` read from the file.
+    fn find_slide(&self, space: &dyn VirtRead) -> Result<i64, LinuxError> {
+        let linked = self
+            .syms
+            .lookup("asm_exc_divide_error")
+            .or_else(|| self.syms.lookup("divide_error"))
+            .ok_or_else(|| LinuxError::Symbols("no divide-error handler in kallsyms".into()))?;
+        let mut gate = [0u8; 16];
+        space
+            .read_virt(VirtAddr(IDT_BASE), &mut gate)
+            .map_err(|e| {
+                LinuxError::Layout(format!("cannot read the IDT at {IDT_BASE:#x}: {e}"))
+            })?;
+        // 64-bit interrupt gate: offset 15:0 at 0, 31:16 at 6, 63:32 at 8 (Intel SDM 3A 6.14.1).
+        let handler = u64::from(u16::from_le_bytes([gate[0], gate[1]]))
+            | u64::from(u16::from_le_bytes([gate[6], gate[7]])) << 16
+            | u64::from(u32::from_le_bytes([gate[8], gate[9], gate[10], gate[11]])) << 32;
+        let slide = handler.wrapping_sub(linked) as i64;
+        if slide % SLIDE_ALIGN != 0 {
+            return Err(LinuxError::Layout(format!(
+                "IDT vector 0 points to {handler:#x}, {slide:#x} from asm_exc_divide_error: not a \
+                 KASLR slide (is this the kernel that was given?)"
+            )));
+        }
+        // Compare code up to and including the entry's `swapgs` (0f 01 f8): the instructions
+        // after it address per-CPU data RIP-relatively on 6.x kernels, and KASLR relocates
+        // those displacements.
+        let swapgs = self
+            .entry_bytes
+            .windows(3)
+            .position(|w| w == [0x0f, 0x01, 0xf8]);
+        if let Some(pos) = swapgs {
+            let expect = &self.entry_bytes[..pos + 3];
+            let entry = self.symbols.entry_syscall_64.0.wrapping_add(slide as u64);
+            let mut code = vec![0u8; expect.len()];
+            let same = space.read_virt(VirtAddr(entry), &mut code).is_ok() && code == expect;
+            if !same {
+                return Err(LinuxError::Layout(format!(
+                    "the guest's code at entry_SYSCALL_64 ({entry:#x}) differs from the kernel \
+                     file: the guest runs another kernel"
+                )));
+            }
+        }
+        Ok(slide)
+    }
+
+    /// The KASLR slide found when planning (0 before).
+    pub fn slide(&self) -> i64 {
+        self.slide
+    }
+}
+
+/// Where returns to user mode are caught.
+enum ExitTrap {
+    /// A write watchpoint on the per-CPU `kstack_offset`, which
+    /// `arch_exit_to_user_mode_prepare()` rewrites on every return to user mode, through
+    /// sysret and iret alike, after signal handling (include/linux/randomize_kstack.h,
+    /// arch/x86/include/asm/entry-common.h; enabled by CONFIG_RANDOMIZE_KSTACK_OFFSET_DEFAULT
+    /// or `randomize_kstack_offset=on`).
+    KstackOffset {
+        percpu: u64,
+        text: std::ops::Range<u64>,
+    },
+    /// A read watchpoint on `cpu_tss_rw.sp0`, loaded by the sysret path, and by the iret path
+    /// where it switches to the trampoline stack (always on 6.1; on later kernels only with
+    /// page-table isolation active).
+    TssSp0 { ranges: Vec<std::ops::Range<u64>> },
+}
+
+impl LinuxBackend {
+    fn exit_trap(&self, space: &dyn VirtRead) -> ExitTrap {
+        let key_on = self
+            .symbols
+            .randomize_kstack_offset
+            .and_then(|k| space.read_u32(VirtAddr(self.slid(k))).ok())
+            .is_some_and(|enabled| (enabled as i32) > 0);
+        if let (Some(percpu), true) = (self.offsets.percpu_kstack_offset, key_on) {
+            let (a, b) = self.symbols.text;
+            return ExitTrap::KstackOffset {
+                percpu,
+                text: self.slid(a)..self.slid(b),
+            };
+        }
+        let mut ranges: Vec<_> = std::iter::once(
+            self.slid(self.symbols.iret_exit.0)..self.slid(self.symbols.iret_exit.1),
+        )
+        .collect();
+        if let Some((a, b)) = self.symbols.sysret_exit {
+            ranges.push(self.slid(a)..self.slid(b));
+        }
+        ExitTrap::TssSp0 { ranges }
     }
 }
 
@@ -270,12 +434,13 @@ impl OsBackend for LinuxBackend {
         // Under page-table isolation a vCPU stopped in user mode runs on the user half of the
         // PGD pair (kernel PGD + 4 KiB), which maps little of the kernel: try both.
         let mut kregs = *regs;
-        let probe = self.slid(self.symbols.per_cpu_offset);
         let mut space = self.space(mem, &kregs);
-        if space.read_u64(VirtAddr(probe)).is_err() {
+        if space.read_u64(VirtAddr(IDT_BASE)).is_err() {
             kregs.cr3 &= !0x1000;
             space = self.space(mem, &kregs);
         }
+        self.slide = self.find_slide(&space).map_err(os)?;
+        let probe = self.slid(self.symbols.per_cpu_offset);
         let vcpus = caps.vcpus.clamp(1, MAX_CPUS);
         let mut bases = Vec::new();
         for cpu in 0..vcpus as u64 {
@@ -287,10 +452,17 @@ impl OsBackend for LinuxBackend {
         self.read_names(&space);
 
         let entry = self.symbols.entry_syscall_64;
-        let mut exit_ranges =
-            vec![self.slid(self.symbols.iret_exit.0)..self.slid(self.symbols.iret_exit.1)];
-        if let Some((a, b)) = self.symbols.sysret_exit {
-            exit_ranges.push(self.slid(a)..self.slid(b));
+        let exit = self.exit_trap(&space);
+        if std::env::var_os("NITRO_DEBUG").is_some() {
+            eprintln!(
+                "nitro: debug: kstack_offset {:?} key {:?} exit trap {}",
+                self.offsets.percpu_kstack_offset,
+                self.symbols.randomize_kstack_offset,
+                match &exit {
+                    ExitTrap::KstackOffset { .. } => "kstack_offset write",
+                    ExitTrap::TssSp0 { .. } => "tss sp0 read",
+                }
+            );
         }
         let mut plan = TrapPlan::default();
         for base in bases {
@@ -302,17 +474,27 @@ impl OsBackend for LinuxBackend {
                 kind: TrapKind::ReadWatch { len: 8 },
                 direction: Direction::Enter,
                 syscall_kind: SyscallKind::Syscall64,
-                rip_ranges: vec![self.slid(entry.0)..self.slid(entry.1)],
+                rip_ranges: std::iter::once(self.slid(entry.0)..self.slid(entry.1)).collect(),
             });
-            // Both return paths to user mode load the trampoline stack from cpu_tss_rw.sp0.
-            plan.sites.push(TrapSite {
-                addr: tss + self.offsets.tss_sp0,
-                kind: TrapKind::ReadWatch { len: 8 },
-                direction: Direction::Exit,
-                syscall_kind: SyscallKind::Syscall64,
-                rip_ranges: exit_ranges.clone(),
+            plan.sites.push(match &exit {
+                ExitTrap::KstackOffset { percpu, text } => TrapSite {
+                    addr: base.wrapping_add(*percpu),
+                    kind: TrapKind::WriteWatch { len: 4 },
+                    direction: Direction::Exit,
+                    syscall_kind: SyscallKind::Syscall64,
+                    rip_ranges: std::iter::once(text.clone()).collect(),
+                },
+                ExitTrap::TssSp0 { ranges } => TrapSite {
+                    addr: tss + self.offsets.tss_sp0,
+                    kind: TrapKind::ReadWatch { len: 8 },
+                    direction: Direction::Exit,
+                    syscall_kind: SyscallKind::Syscall64,
+                    rip_ranges: ranges.clone(),
+                },
             });
         }
+        // Entry sites first: the exit site's range (all kernel text) also covers the entry.
+        plan.sites.sort_by_key(|s| s.direction == Direction::Exit);
         Ok(plan)
     }
 
@@ -346,62 +528,5 @@ impl OsBackend for LinuxBackend {
     fn syscall_table(&self) -> Vec<(u64, String)> {
         let n = self.names.len().max(BUILTIN_TABLE_LEN);
         (0..n as u64).map(|nr| (nr, self.name_of(nr))).collect()
-    }
-}
-
-/// Temporary bridge between the decoder's value types and nitro-os's (same shape).
-mod conv {
-    use nitro_os::{Arg, ArgValue, ReturnValue};
-
-    use crate::syscalls::{self as sc};
-
-    fn v_out(v: sc::ArgValue) -> ArgValue {
-        match v {
-            sc::ArgValue::Int(x) => ArgValue::Int(x),
-            sc::ArgValue::UInt(x) => ArgValue::UInt(x),
-            sc::ArgValue::Ptr(x) => ArgValue::Ptr(x),
-            sc::ArgValue::Str { bytes, truncated } => ArgValue::Str { bytes, truncated },
-            sc::ArgValue::Sym(s) => ArgValue::Sym(s),
-            sc::ArgValue::Struct(s) => ArgValue::Struct(s),
-            sc::ArgValue::Array(a) => ArgValue::Array(a.into_iter().map(v_out).collect()),
-            sc::ArgValue::Unreadable(x) => ArgValue::Unreadable(x),
-            sc::ArgValue::Pending => ArgValue::Pending,
-        }
-    }
-    fn v_in(v: ArgValue) -> sc::ArgValue {
-        match v {
-            ArgValue::Int(x) => sc::ArgValue::Int(x),
-            ArgValue::UInt(x) => sc::ArgValue::UInt(x),
-            ArgValue::Ptr(x) => sc::ArgValue::Ptr(x),
-            ArgValue::Str { bytes, truncated } => sc::ArgValue::Str { bytes, truncated },
-            ArgValue::Sym(s) => sc::ArgValue::Sym(s),
-            ArgValue::Struct(s) => sc::ArgValue::Struct(s),
-            ArgValue::Array(a) => sc::ArgValue::Array(a.into_iter().map(v_in).collect()),
-            ArgValue::Unreadable(x) => sc::ArgValue::Unreadable(x),
-            ArgValue::Pending => sc::ArgValue::Pending,
-        }
-    }
-    pub fn args_out(a: Vec<sc::Arg>) -> Vec<Arg> {
-        a.into_iter()
-            .map(|a| Arg {
-                name: a.name,
-                value: v_out(a.value),
-            })
-            .collect()
-    }
-    pub fn args_in(a: Vec<Arg>) -> Vec<sc::Arg> {
-        a.into_iter()
-            .map(|a| sc::Arg {
-                name: a.name,
-                value: v_in(a.value),
-            })
-            .collect()
-    }
-    pub fn ret_out(r: sc::ReturnValue) -> ReturnValue {
-        ReturnValue {
-            value: r.value,
-            errno: r.errno,
-            text: r.text,
-        }
     }
 }

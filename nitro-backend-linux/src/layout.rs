@@ -47,6 +47,14 @@ pub struct Offsets {
     pub percpu_current_task: u64,
     /// Per-CPU offset of `cpu_tss_rw`.
     pub percpu_cpu_tss_rw: u64,
+    /// Per-CPU offset of `kstack_offset` (CONFIG_RANDOMIZE_KSTACK_OFFSET), if present.
+    pub percpu_kstack_offset: Option<u64>,
+    /// `pt_regs.ax`.
+    pub pt_regs_ax: u64,
+    /// `pt_regs.ip`.
+    pub pt_regs_ip: u64,
+    /// Offset of the saved RAX in the x86-64 signal frame (`rt_sigframe.uc.uc_mcontext.ax`).
+    pub sigframe_ax: u64,
 }
 
 fn need(btf: &Btf, s: &str, path: &str) -> Result<u64, LinuxError> {
@@ -93,6 +101,19 @@ impl Offsets {
             tss_sp2: tss + need(btf, "x86_hw_tss", "sp2")?,
             percpu_current_task,
             percpu_cpu_tss_rw,
+            percpu_kstack_offset: syms
+                .symbol("kstack_offset")
+                .filter(|s| s.is_percpu)
+                .map(|s| s.addr)
+                .or_else(|| btf.datasec_var_offset(".data..percpu", "kstack_offset")),
+            pt_regs_ax: need(btf, "pt_regs", "ax")?,
+            pt_regs_ip: need(btf, "pt_regs", "ip")?,
+            // arch/x86/include/asm/sigframe.h: rt_sigframe { pretcode; struct ucontext uc; ... };
+            // uapi ucontext { uc_flags; uc_link; stack_t uc_stack (24); sigcontext uc_mcontext };
+            // sigcontext_64: r8..r15, di, si, bp, bx, dx, ax -> 8 + 40 + 13 * 8 = 0x98.
+            sigframe_ax: btf
+                .member_offset("rt_sigframe", "uc.uc_mcontext.ax")
+                .unwrap_or(0x98),
         })
     }
 }
@@ -112,6 +133,10 @@ pub struct Symbols {
     pub sys_call_table: Option<u64>,
     /// `ia32_sys_call_table`, if present.
     pub ia32_sys_call_table: Option<u64>,
+    /// `randomize_kstack_offset` (a static key: its first `int` is the enable count).
+    pub randomize_kstack_offset: Option<u64>,
+    /// Kernel text: `[_stext, _etext)`.
+    pub text: (u64, u64),
 }
 
 /// `[addr, next symbol)` for a symbol.
@@ -152,6 +177,11 @@ impl Symbols {
                 .ok_or_else(|| missing("__per_cpu_offset"))?,
             sys_call_table: syms.lookup("sys_call_table"),
             ia32_sys_call_table: syms.lookup("ia32_sys_call_table"),
+            randomize_kstack_offset: syms.lookup("randomize_kstack_offset"),
+            text: (
+                syms.lookup("_stext").ok_or_else(|| missing("_stext"))?,
+                syms.lookup("_etext").ok_or_else(|| missing("_etext"))?,
+            ),
         })
     }
 }

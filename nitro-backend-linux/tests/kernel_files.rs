@@ -188,6 +188,14 @@ fn check_kallsyms(e: &Expect) {
         Some(("entry_SYSCALL_64", 3))
     );
     assert_eq!(ks.symbolize(entry), Some(("entry_SYSCALL_64", 0)));
+    // entry_SYSCALL_64 is followed by entry_SYSCALL_64_safe_stack (+0x19 in 6.1 and 6.12).
+    let (start, end) = ks.range("entry_SYSCALL_64").expect("range");
+    assert_eq!(start, entry);
+    assert!(end > entry && end - entry < 0x100, "{start:#x}..{end:#x}");
+    assert_eq!(
+        ks.symbolize(end).map(|(n, _)| n),
+        Some("entry_SYSCALL_64_safe_stack")
+    );
     assert_eq!(ks.symbolize(0x1000), None);
 
     // The table is sorted by address and every text symbol round-trips through symbolize.
@@ -310,9 +318,9 @@ fn damaged_real_data_is_an_error() {
             "cut at {end:#x}"
         );
     }
-    // One damaged name length byte.
+    // The first name's length byte changed: the markers no longer match.
     let mut bad = img.to_vec();
-    bad[(l.names - ro) as usize + 0x10000] ^= 0x40;
+    bad[(l.names - ro) as usize] ^= 0x01;
     assert!(Kallsyms::from_image(&bad, ro).is_err());
     assert!(
         extract_vmlinux(&elf[..elf.len() / 2]).is_ok(),

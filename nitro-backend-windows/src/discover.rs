@@ -9,8 +9,8 @@
 //! - The build is the low 16 bits of the exported variable `NtBuildNumber` (its top nibble is
 //!   0xF on free builds, 0xC on checked builds); the PDB GUID/age come from the CodeView record.
 //! - Entry sites: every `KiSystemCall64`-style prologue in executable sections,
-//!   `0f 01 f8` (swapgs) `65 48 89 24 25 disp32` (mov gs:[disp32], rsp)
-//!   `65 48 8b 24 25 disp32` (mov rsp, gs:[disp32]) — the first instructions of
+//!   `0f 01 f8` (swapgs) `65 48 89 24 25 disp32` (`mov gs:[disp32], rsp`)
+//!   `65 48 8b 24 25 disp32` (`mov rsp, gs:[disp32]`) — the first instructions of
 //!   `KiSystemCall64` (disp32 = KPCR.UserRsp 0x10 and KPRCB.RspBase 0x1a8) and of
 //!   `KiSystemCall64Shadow` on every x64 build from Windows 7 to 11 (disassembly of the
 //!   public ntoskrnl images, as reproduced in many write-ups; not re-checked here against a
@@ -54,7 +54,10 @@ impl KernelInfo {
 /// Identifies the kernel image containing `addr` (any ntoskrnl address, e.g. LSTAR).
 pub fn kernel_from_address(mem: &dyn VirtRead, addr: u64) -> Result<KernelInfo> {
     if addr >> 47 != 0x1_ffff {
-        return Err(WinError::BadPointer { what: "kernel code", value: addr });
+        return Err(WinError::BadPointer {
+            what: "kernel code",
+            value: addr,
+        });
     }
     let base = pe::find_image_base(mem, addr, MAX_SCAN)?;
     let image = pe::parse(mem, base)?;
@@ -63,7 +66,12 @@ pub fn kernel_from_address(mem: &dyn VirtRead, addr: u64) -> Result<KernelInfo> 
         None => None,
     };
     let pdb = image.pdb_info(mem).unwrap_or(None);
-    Ok(KernelInfo { build: build_raw.map(|b| b & 0xffff), build_raw, pdb, image })
+    Ok(KernelInfo {
+        build: build_raw.map(|b| b & 0xffff),
+        build_raw,
+        pdb,
+        image,
+    })
 }
 
 /// Identifies the kernel from `MSR_LSTAR`.
@@ -104,6 +112,16 @@ fn is_entry_prologue(b: &[u8]) -> bool {
         && b[12..17] == [0x65, 0x48, 0x8b, 0x24, 0x25]
 }
 
+/// The `disp32` of the entry prologue's `mov gs:[disp32], rsp` at `entry` (0x10, KPCR.UserRsp,
+/// in `KiSystemCall64`; a KPRCB shadow field in `KiSystemCall64Shadow`), when the bytes there
+/// are the prologue. A write watchpoint on `KPCR + disp32` stops right after that store, at
+/// `entry + 12`, with every argument register intact.
+pub fn entry_store_offset(mem: &dyn VirtRead, entry: u64) -> Option<u32> {
+    let mut b = [0u8; 21];
+    mem.read_virt(VirtAddr(entry), &mut b).ok()?;
+    is_entry_prologue(&b).then(|| u32::from_le_bytes([b[8], b[9], b[10], b[11]]))
+}
+
 fn is_sysret_tail(b: &[u8]) -> bool {
     b.len() >= 6 && b[..6] == [0x0f, 0x01, 0xf8, 0x48, 0x0f, 0x07]
 }
@@ -118,7 +136,8 @@ pub fn syscall_sites(mem: &dyn VirtRead, image: &PeImage, lstar: Option<u64>) ->
     let mut buf = vec![0u8; CHUNK + OVERLAP];
     for s in image.sections.iter().filter(|s| s.is_executable()) {
         let start = image.base + u64::from(s.rva);
-        let len = u64::from(s.size).min(u64::from(image.size_of_image).saturating_sub(u64::from(s.rva)));
+        let len =
+            u64::from(s.size).min(u64::from(image.size_of_image).saturating_sub(u64::from(s.rva)));
         let mut off = 0u64;
         while off < len && budget > 0 {
             let n = ((len - off) as usize).min(CHUNK + OVERLAP);

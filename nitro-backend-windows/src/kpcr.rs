@@ -36,14 +36,20 @@ pub fn kpcr_base(mem: &dyn VirtRead, regs: &Regs, layout: &Layout) -> Result<u64
             return Ok(cand);
         }
     }
-    Err(WinError::NoKpcr { gs_base: regs.gs_base, kernel_gs_base: regs.k_gs_base })
+    Err(WinError::NoKpcr {
+        gs_base: regs.gs_base,
+        kernel_gs_base: regs.k_gs_base,
+    })
 }
 
 /// `KPCR.Prcb.CurrentThread`.
 pub fn current_thread(mem: &dyn VirtRead, kpcr: u64, layout: &Layout) -> Result<u64> {
     let t = mem.read_u64(VirtAddr(kpcr + layout.kpcr_current_thread))?;
     if !is_kernel_address(t) {
-        return Err(WinError::BadPointer { what: "KPRCB.CurrentThread", value: t });
+        return Err(WinError::BadPointer {
+            what: "KPRCB.CurrentThread",
+            value: t,
+        });
     }
     Ok(t)
 }

@@ -130,11 +130,17 @@ pub const WIN7_SP1: Layout = Layout {
 };
 
 /// Windows 10 2004-22H2 x64 (19041-19045).
-pub const WIN10_2004_22H2: Layout = Layout { name: "Windows 10 2004-22H2 x64", ..BASE };
+pub const WIN10_2004_22H2: Layout = Layout {
+    name: "Windows 10 2004-22H2 x64",
+    ..BASE
+};
 
 /// Windows 11 22H2/23H2 x64 (22621/22631).
-pub const WIN11_22H2_23H2: Layout =
-    Layout { name: "Windows 11 22H2/23H2 x64", ethread_cid: 0x4c8, ..BASE };
+pub const WIN11_22H2_23H2: Layout = Layout {
+    name: "Windows 11 22H2/23H2 x64",
+    ethread_cid: 0x4c8,
+    ..BASE
+};
 
 /// Windows 11 24H2 x64 (26100).
 pub const WIN11_24H2: Layout = Layout {

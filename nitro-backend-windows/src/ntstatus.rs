@@ -7,7 +7,11 @@ mod table;
 
 /// The `STATUS_*` name of `status`, when `ntstatus.h` defines one.
 pub fn name(status: u32) -> Option<&'static str> {
-    table::CODES.binary_search_by_key(&status, |e| e.0).ok().and_then(|i| table::CODES.get(i)).map(|e| e.1)
+    table::CODES
+        .binary_search_by_key(&status, |e| e.0)
+        .ok()
+        .and_then(|i| table::CODES.get(i))
+        .map(|e| e.1)
 }
 
 /// The value of the `STATUS_*` constant `name`.
@@ -68,7 +72,10 @@ mod tests {
         assert_eq!(r.errno, Some("STATUS_OBJECT_NAME_NOT_FOUND"));
         assert_eq!(r.text, "0xc0000034 STATUS_OBJECT_NAME_NOT_FOUND");
         let ok = return_value(0xffff_ffff_0000_0000);
-        assert_eq!((ok.value, ok.errno, ok.text.as_str()), (0, None, "0 STATUS_SUCCESS"));
+        assert_eq!(
+            (ok.value, ok.errno, ok.text.as_str()),
+            (0, None, "0 STATUS_SUCCESS")
+        );
         assert_eq!(return_value(0x103).text, "0x103 STATUS_PENDING");
         assert_eq!(return_value(0x103).errno, None);
     }

@@ -82,11 +82,13 @@ fn bad(base: u64, why: &'static str) -> WinError {
 }
 
 fn u16_at(b: &[u8], off: usize) -> u16 {
-    b.get(off..off + 2).map_or(0, |s| u16::from_le_bytes([s[0], s[1]]))
+    b.get(off..off + 2)
+        .map_or(0, |s| u16::from_le_bytes([s[0], s[1]]))
 }
 
 fn u32_at(b: &[u8], off: usize) -> u32 {
-    b.get(off..off + 4).map_or(0, |s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    b.get(off..off + 4)
+        .map_or(0, |s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
 }
 
 /// True when `base` starts with `MZ` and a `PE\0\0` signature at `e_lfanew`.
@@ -131,7 +133,10 @@ pub fn parse(mem: &dyn VirtRead, base: u64) -> Result<PeImage> {
     let ndirs = u32_at(&hdr, opt + 108).min(16) as usize;
     let dir = |i: usize| -> (u32, u32) {
         if i < ndirs {
-            (u32_at(&hdr, opt + 112 + 8 * i), u32_at(&hdr, opt + 116 + 8 * i))
+            (
+                u32_at(&hdr, opt + 112 + 8 * i),
+                u32_at(&hdr, opt + 116 + 8 * i),
+            )
         } else {
             (0, 0)
         }
@@ -156,7 +161,15 @@ pub fn parse(mem: &dyn VirtRead, base: u64) -> Result<PeImage> {
             characteristics: u32_at(raw, 36),
         });
     }
-    Ok(PeImage { base, machine, timestamp, size_of_image, sections, export_dir, debug_dir })
+    Ok(PeImage {
+        base,
+        machine,
+        timestamp,
+        size_of_image,
+        sections,
+        export_dir,
+        debug_dir,
+    })
 }
 
 impl PeImage {
@@ -188,18 +201,21 @@ impl PeImage {
         while lo < hi && steps < 32 {
             steps += 1;
             let mid = lo + (hi - lo) / 2;
-            let name_rva = mem.read_u32(VirtAddr(self.base + u64::from(names) + 4 * u64::from(mid)))?;
+            let name_rva =
+                mem.read_u32(VirtAddr(self.base + u64::from(names) + 4 * u64::from(mid)))?;
             if !self.rva_ok(name_rva, 1) {
                 return Err(bad(self.base, "export name outside the image"));
             }
             let (s, _) = mem.read_cstring_prefix(VirtAddr(self.base + u64::from(name_rva)), 256)?;
             match s.as_slice().cmp(name.as_bytes()) {
                 std::cmp::Ordering::Equal => {
-                    let ord = mem.read_u16(VirtAddr(self.base + u64::from(ords) + 2 * u64::from(mid)))?;
+                    let ord =
+                        mem.read_u16(VirtAddr(self.base + u64::from(ords) + 2 * u64::from(mid)))?;
                     if u32::from(ord) >= nfuncs || !self.rva_ok(funcs, (u32::from(ord) + 1) * 4) {
                         return Err(bad(self.base, "export ordinal out of range"));
                     }
-                    let f = mem.read_u32(VirtAddr(self.base + u64::from(funcs) + 4 * u64::from(ord)))?;
+                    let f =
+                        mem.read_u32(VirtAddr(self.base + u64::from(funcs) + 4 * u64::from(ord)))?;
                     return Ok(Some(f));
                 }
                 std::cmp::Ordering::Less => lo = mid + 1,
@@ -218,7 +234,10 @@ impl PeImage {
         let n = (size / 28).min(MAX_DEBUG);
         for i in 0..n {
             let mut e = [0u8; 28];
-            mem.read_virt(VirtAddr(self.base + u64::from(rva) + 28 * u64::from(i)), &mut e)?;
+            mem.read_virt(
+                VirtAddr(self.base + u64::from(rva) + 28 * u64::from(i)),
+                &mut e,
+            )?;
             let (kind, len, data) = (u32_at(&e, 12), u32_at(&e, 16), u32_at(&e, 20));
             if kind != 2 || len < 24 || data == 0 || !self.rva_ok(data, 24) {
                 continue;
@@ -233,11 +252,19 @@ impl PeImage {
                 u32_at(&r, 4),
                 u16_at(&r, 8),
                 u16_at(&r, 10),
-                r[12..20].iter().map(|b| format!("{b:02X}")).collect::<String>()
+                r[12..20]
+                    .iter()
+                    .map(|b| format!("{b:02X}"))
+                    .collect::<String>()
             );
             let age = u32_at(&r, 20);
-            let (file, _) = mem.read_cstring_prefix(VirtAddr(self.base + u64::from(data) + 24), 256)?;
-            return Ok(Some(PdbInfo { guid, age, file: String::from_utf8_lossy(&file).into_owned() }));
+            let (file, _) =
+                mem.read_cstring_prefix(VirtAddr(self.base + u64::from(data) + 24), 256)?;
+            return Ok(Some(PdbInfo {
+                guid,
+                age,
+                file: String::from_utf8_lossy(&file).into_owned(),
+            }));
         }
         Ok(None)
     }
@@ -249,7 +276,9 @@ pub fn find_image_base(mem: &dyn VirtRead, addr: u64, max_scan: u64) -> Result<u
     let start = addr & !0xfff;
     let mut off = 0u64;
     while off <= max_scan {
-        let Some(base) = start.checked_sub(off) else { break };
+        let Some(base) = start.checked_sub(off) else {
+            break;
+        };
         if looks_like_pe(mem, base) {
             if let Ok(img) = parse(mem, base) {
                 if img.contains(addr) {
@@ -259,5 +288,8 @@ pub fn find_image_base(mem: &dyn VirtRead, addr: u64, max_scan: u64) -> Result<u
         }
         off += 0x1000;
     }
-    Err(WinError::KernelNotFound { from: addr, scanned: max_scan })
+    Err(WinError::KernelNotFound {
+        from: addr,
+        scanned: max_scan,
+    })
 }

@@ -25,7 +25,8 @@ pub struct WinProcess {
     pub thread: u64,
     /// UniqueProcessId.
     pub pid: u64,
-    /// Thread id (ETHREAD.Cid.UniqueThread, or the TEB's ClientId).
+    /// Thread id (ETHREAD.Cid.UniqueThread when Cid.UniqueProcess matches the pid, else the
+    /// TEB's ClientId).
     pub tid: u64,
     /// InheritedFromUniqueProcessId.
     pub ppid: u64,
@@ -57,7 +58,41 @@ pub fn thread_process(kmem: &dyn VirtRead, layout: &Layout, thread: u64) -> Resu
             return Ok(p);
         }
     }
-    Err(WinError::BadPointer { what: "KTHREAD.Process", value: thread })
+    Err(WinError::BadPointer {
+        what: "KTHREAD.Process",
+        value: thread,
+    })
+}
+
+/// (EPROCESS, pid) of a thread's process: the key under which process facts are cached.
+pub fn process_key(kmem: &dyn VirtRead, layout: &Layout, thread: u64) -> Result<(u64, u64)> {
+    let ep = thread_process(kmem, layout, thread)?;
+    Ok((ep, read_ptr(kmem, ep + layout.eprocess_pid)?))
+}
+
+/// The thread id: `ETHREAD.Cid.UniqueThread` when `Cid.UniqueProcess` is `pid` (a guard
+/// against a wrong Cid offset), else the TEB's `ClientId.UniqueThread`; 0 when neither reads.
+pub fn thread_id(
+    kmem: &dyn VirtRead,
+    umem: &dyn VirtRead,
+    layout: &Layout,
+    thread: u64,
+    pid: u64,
+) -> u64 {
+    let mut cid = [0u8; 16];
+    if kmem
+        .read_virt(VirtAddr(thread + layout.ethread_cid), &mut cid)
+        .is_ok()
+        && cid[..8] == pid.to_le_bytes()
+    {
+        return u64::from_le_bytes(cid[8..].try_into().unwrap_or([0; 8]));
+    }
+    match read_ptr(kmem, thread + layout.kthread_teb) {
+        Ok(teb) if is_user_address(teb) => umem
+            .read_u64(VirtAddr(teb + layout.teb_client_id + 8))
+            .unwrap_or(0),
+        _ => 0,
+    }
 }
 
 /// Reads the kernel-side fields of a process (everything but the PEB strings).
@@ -69,8 +104,18 @@ pub fn read_kernel_side(kmem: &dyn VirtRead, layout: &Layout, thread: u64) -> Re
     let mut name = [0u8; 15];
     kmem.read_virt(VirtAddr(ep + layout.eprocess_image_file_name), &mut name)?;
     let name_len = name.iter().position(|&b| b == 0).unwrap_or(name.len());
-    let tid = kmem.read_u64(VirtAddr(thread + layout.ethread_cid + 8)).unwrap_or(0);
-    let wow64 = read_ptr(kmem, ep + layout.eprocess_wow64).map(|p| p != 0).unwrap_or(false);
+    // ETHREAD.Cid is (UniqueProcess, UniqueThread): its first half must be the pid, which
+    // guards against a wrong Cid offset (the TEB's ClientId is used then, see read_user_side).
+    let mut cid = [0u8; 16];
+    let tid = match kmem.read_virt(VirtAddr(thread + layout.ethread_cid), &mut cid) {
+        Ok(()) if cid[..8] == pid.to_le_bytes() => {
+            u64::from_le_bytes(cid[8..].try_into().unwrap_or([0; 8]))
+        }
+        _ => 0,
+    };
+    let wow64 = read_ptr(kmem, ep + layout.eprocess_wow64)
+        .map(|p| p != 0)
+        .unwrap_or(false);
     let image_path = match read_ptr(kmem, ep + layout.eprocess_se_audit) {
         // OBJECT_NAME_INFORMATION starts with its UNICODE_STRING Name.
         Ok(oni) if is_kernel_address(oni) => kmem.read_unicode_string(VirtAddr(oni), MAX_USTR).ok(),
@@ -101,13 +146,19 @@ pub fn read_user_side(
     if p.tid == 0 {
         if let Ok(teb) = read_ptr(kmem, p.thread + layout.kthread_teb) {
             if is_user_address(teb) {
-                p.tid = umem.read_u64(VirtAddr(teb + layout.teb_client_id + 8)).unwrap_or(0);
+                p.tid = umem
+                    .read_u64(VirtAddr(teb + layout.teb_client_id + 8))
+                    .unwrap_or(0);
             }
         }
     }
     if p.wow64 {
         let w = read_ptr(kmem, p.eprocess + layout.eprocess_wow64)?;
-        let peb32 = if layout.wow64_is_ewow64 { read_ptr(kmem, w)? } else { w };
+        let peb32 = if layout.wow64_is_ewow64 {
+            read_ptr(kmem, w)?
+        } else {
+            w
+        };
         if is_user_address(peb32) {
             let params = u64::from(umem.read_u32(VirtAddr(peb32 + layout.peb32_params))?);
             if is_user_address(params) {
@@ -115,7 +166,10 @@ pub fn read_user_side(
                     .read_unicode_string32(VirtAddr(params + layout.params32_image_path), MAX_USTR)
                     .ok();
                 p.command_line = umem
-                    .read_unicode_string32(VirtAddr(params + layout.params32_command_line), MAX_USTR)
+                    .read_unicode_string32(
+                        VirtAddr(params + layout.params32_command_line),
+                        MAX_USTR,
+                    )
                     .ok();
                 if p.command_line.is_some() {
                     return Ok(());
@@ -130,11 +184,16 @@ pub fn read_user_side(
     }
     let params = read_ptr(umem, peb + layout.peb_params)?;
     if !is_user_address(params) {
-        return Err(WinError::BadPointer { what: "PEB.ProcessParameters", value: params });
+        return Err(WinError::BadPointer {
+            what: "PEB.ProcessParameters",
+            value: params,
+        });
     }
-    p.peb_image_path =
-        umem.read_unicode_string(VirtAddr(params + layout.params_image_path), MAX_USTR).ok();
-    p.command_line =
-        umem.read_unicode_string(VirtAddr(params + layout.params_command_line), MAX_USTR).ok();
+    p.peb_image_path = umem
+        .read_unicode_string(VirtAddr(params + layout.params_image_path), MAX_USTR)
+        .ok();
+    p.command_line = umem
+        .read_unicode_string(VirtAddr(params + layout.params_command_line), MAX_USTR)
+        .ok();
     Ok(())
 }

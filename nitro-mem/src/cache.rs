@@ -75,7 +75,13 @@ impl Default for TranslationCache {
 }
 
 fn tag_of(root: PhysAddr, mode: PagingMode) -> u64 {
-    cr3_root(root.0).0 | TAG_VALID | if mode == PagingMode::Level5 { TAG_LA57 } else { 0 }
+    cr3_root(root.0).0
+        | TAG_VALID
+        | if mode == PagingMode::Level5 {
+            TAG_LA57
+        } else {
+            0
+        }
 }
 
 fn size_code(page_size: u64) -> u64 {
@@ -111,13 +117,19 @@ impl TranslationCache {
 
     /// Hits and misses so far.
     pub fn stats(&self) -> CacheStats {
-        CacheStats { hits: self.hits.get(), misses: self.misses.get() }
+        CacheStats {
+            hits: self.hits.get(),
+            misses: self.misses.get(),
+        }
     }
 
     /// Number of live entries (walks every slot).
     pub fn len(&self) -> usize {
         let epoch = self.epoch.get();
-        self.slots.iter().filter(|s| s.get().tag != 0 && s.get().epoch == epoch).count()
+        self.slots
+            .iter()
+            .filter(|s| s.get().tag != 0 && s.get().epoch == epoch)
+            .count()
     }
 
     /// True when no entry is live.
@@ -131,7 +143,7 @@ impl TranslationCache {
         // Fibonacci hashing of the root so that two address spaces do not collide on every
         // page; consecutive pages of one space land in consecutive sets.
         let h = vpn ^ (tag >> 12).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        let i = (h as usize & self.mask) & !1;
+        let i = (h as usize & (self.mask >> 1)) << 1;
         Some((self.slots.get(i)?, self.slots.get(i + 1)?))
     }
 
@@ -145,14 +157,14 @@ impl TranslationCache {
     pub fn lookup(&self, root: PhysAddr, mode: PagingMode, va: VirtAddr) -> Option<Translation> {
         let (tag, vpn) = (tag_of(root, mode), va.0 >> 12);
         let (a, b) = self.set(tag, vpn)?;
-        let s = match (a.get(), b.get()) {
-            (s, _) if self.live(&s, tag, vpn) => s,
-            (_, s) if self.live(&s, tag, vpn) => s,
-            _ => {
+        let mut s = a.get();
+        if !self.live(&s, tag, vpn) {
+            s = b.get();
+            if !self.live(&s, tag, vpn) {
                 self.misses.set(self.misses.get() + 1);
                 return None;
             }
-        };
+        }
         self.hits.set(self.hits.get() + 1);
         let page_size = match s.phys & F_SIZE_MASK {
             1 => 0x20_0000,
@@ -178,8 +190,15 @@ impl TranslationCache {
             | if t.writable { F_WRITABLE } else { 0 }
             | if t.user { F_USER } else { 0 }
             | if t.no_execute { F_NX } else { 0 };
-        let Some((a, b)) = self.set(tag, vpn) else { return };
-        let new = Slot { tag, vpn, phys, epoch: self.epoch.get() };
+        let Some((a, b)) = self.set(tag, vpn) else {
+            return;
+        };
+        let new = Slot {
+            tag,
+            vpn,
+            phys,
+            epoch: self.epoch.get(),
+        };
         let first = a.get();
         if self.live(&b.get(), tag, vpn) {
             b.set(Slot::default());
@@ -315,7 +334,13 @@ mod tests {
     use super::*;
 
     fn t(phys: u64) -> Translation {
-        Translation { phys: PhysAddr(phys), page_size: 0x1000, writable: true, user: false, no_execute: true }
+        Translation {
+            phys: PhysAddr(phys),
+            page_size: 0x1000,
+            writable: true,
+            user: false,
+            no_execute: true,
+        }
     }
 
     #[test]

@@ -30,6 +30,63 @@ pub struct ElfNote {
     pub desc: Vec<u8>,
 }
 
+/// One vCPU's registers from the `QEMU` note of a `dump-guest-memory` core.
+///
+/// Layout: QEMU target/i386/arch_dump.c, `QEMUCPUState` version 1: `u32 version, u32 size`,
+/// rax, rbx, rcx, rdx, rsi, rdi, rsp, rbp, r8-r15, rip, rflags (u64 each, from offset 8), ten
+/// segments {u32 selector, limit, flags, pad; u64 base} (cs, ds, es, fs, gs, ss, ldt, tr,
+/// gdt, idt, from offset 152), `u64 cr[5]` (offset 392), `u64 kernel_gs_base` (offset 432);
+/// 440 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QemuCpuState {
+    /// rax, rbx, rcx, rdx, rsi, rdi, rsp, rbp, r8, ..., r15, in that order.
+    pub gprs: [u64; 16],
+    /// Instruction pointer.
+    pub rip: u64,
+    /// Flags.
+    pub rflags: u64,
+    /// FS base.
+    pub fs_base: u64,
+    /// GS base.
+    pub gs_base: u64,
+    /// The MSR swapped in by `swapgs`.
+    pub kernel_gs_base: u64,
+    /// CR0 to CR4 (CR1 is reserved and reads 0).
+    pub cr: [u64; 5],
+}
+
+impl QemuCpuState {
+    /// Owner name of the note (its type is 0).
+    const NOTE_NAME: &'static [u8] = b"QEMU";
+    const SIZE: usize = 440;
+
+    /// Decodes a `QEMU` note descriptor; `None` if it is too short or not version 1.
+    pub fn parse(desc: &[u8]) -> Option<Self> {
+        let d = Le(desc);
+        if d.u32(0)? != 1 || desc.len() < Self::SIZE {
+            return None;
+        }
+        let mut gprs = [0u64; 16];
+        for (i, g) in gprs.iter_mut().enumerate() {
+            *g = d.u64(8 + 8 * i)?;
+        }
+        let seg_base = |i: usize| d.u64(152 + 24 * i + 16);
+        let mut cr = [0u64; 5];
+        for (i, c) in cr.iter_mut().enumerate() {
+            *c = d.u64(392 + 8 * i)?;
+        }
+        Some(QemuCpuState {
+            gprs,
+            rip: d.u64(136)?,
+            rflags: d.u64(144)?,
+            fs_base: seg_base(3)?,
+            gs_base: seg_base(4)?,
+            kernel_gs_base: d.u64(432)?,
+            cr,
+        })
+    }
+}
+
 /// Guest memory from a dump file, mapped privately: writes change this process's copy only.
 #[derive(Debug)]
 pub struct DumpMemory {
@@ -88,15 +145,26 @@ impl DumpMemory {
     /// Opens a dump, detecting its format: an ELF core (`\x7fELF`, little-endian, `ET_CORE`)
     /// or else a raw image. Refuses kdump-compressed dumps and ELF files that are not cores.
     pub fn open(path: &str) -> Result<Self> {
-        let err = |why: String| MemError::Source { path: path.to_string(), why };
+        let err = |why: String| MemError::Source {
+            path: path.to_string(),
+            why,
+        };
         let file = File::open(path).map_err(|e| err(e.to_string()))?;
         let len = file.metadata().map_err(|e| err(e.to_string()))?.len();
         // Map once flat to look at the headers; ELF cores are then mapped with their regions.
-        let flat = vec![Region { guest_start: PhysAddr(0), file_offset: 0, len }];
+        let flat = vec![Region {
+            guest_start: PhysAddr(0),
+            file_offset: 0,
+            len,
+        }];
         let mapping = FileMapping::new(&file, flat.clone(), false).map_err(err)?;
-        let head = mapping.file_bytes(0, 64.min(len as usize)).unwrap_or_default();
+        let head = mapping
+            .file_bytes(0, 64.min(len as usize))
+            .unwrap_or_default();
         if head.starts_with(KDUMP_MAGIC) {
-            return Err(err("kdump-compressed dumps are not supported; dump as ELF".into()));
+            return Err(err(
+                "kdump-compressed dumps are not supported; dump as ELF".into()
+            ));
         }
         if !head.starts_with(ELF_MAGIC) {
             return Ok(DumpMemory {
@@ -109,7 +177,12 @@ impl DumpMemory {
         let (regions, notes) = parse_elf(&mapping, len).map_err(|why| err(why.to_string()))?;
         drop(mapping);
         let mapping = FileMapping::new(&file, regions, false).map_err(err)?;
-        Ok(DumpMemory { mapping, format: DumpFormat::Elf, notes, path: path.to_string() })
+        Ok(DumpMemory {
+            mapping,
+            format: DumpFormat::Elf,
+            notes,
+            path: path.to_string(),
+        })
     }
 
     /// The path that was opened.
@@ -127,12 +200,24 @@ impl DumpMemory {
         self.mapping.regions()
     }
 
+    /// The registers of each vCPU, from the core's `QEMU` notes, in vCPU order. Empty for a
+    /// raw dump or a core without such notes.
+    pub fn qemu_cpu_states(&self) -> Vec<QemuCpuState> {
+        self.notes()
+            .iter()
+            .filter(|n| n.name == QemuCpuState::NOTE_NAME)
+            .filter_map(|n| QemuCpuState::parse(&n.desc))
+            .collect()
+    }
+
     /// The notes of an ELF core's `PT_NOTE` segments (at most 4096; malformed notes end the
     /// list). Empty for a raw dump.
     pub fn notes(&self) -> Vec<ElfNote> {
         let mut out = Vec::new();
         for &(off, size) in &self.notes {
-            let Some(bytes) = usize::try_from(size).ok().and_then(|n| self.mapping.file_bytes(off, n))
+            let Some(bytes) = usize::try_from(size)
+                .ok()
+                .and_then(|n| self.mapping.file_bytes(off, n))
             else {
                 continue;
             };
@@ -144,7 +229,9 @@ impl DumpMemory {
 
 /// Reads the program headers of an ELF core.
 fn parse_elf(mapping: &FileMapping, file_len: u64) -> std::result::Result<Segments, &'static str> {
-    let ehdr = mapping.file_bytes(0, 64.min(file_len as usize)).ok_or("short ELF header")?;
+    let ehdr = mapping
+        .file_bytes(0, 64.min(file_len as usize))
+        .ok_or("short ELF header")?;
     let h = Le(&ehdr);
     let class = *ehdr.get(4).ok_or("short ELF header")?;
     let is64 = match class {
@@ -163,7 +250,12 @@ fn parse_elf(mapping: &FileMapping, file_len: u64) -> std::result::Result<Segmen
     let (phoff, shoff, phentsize, phnum) = if is64 {
         (h.u64(32), h.u64(40), h.u16(54), h.u16(56))
     } else {
-        (h.u32(28).map(u64::from), h.u32(32).map(u64::from), h.u16(42), h.u16(44))
+        (
+            h.u32(28).map(u64::from),
+            h.u32(32).map(u64::from),
+            h.u16(42),
+            h.u16(44),
+        )
     };
     let (phoff, phentsize, mut phnum) = (
         phoff.ok_or("short ELF header")?,
@@ -180,7 +272,10 @@ fn parse_elf(mapping: &FileMapping, file_len: u64) -> std::result::Result<Segmen
         let shoff = shoff.ok_or("short ELF header")?;
         let at = if is64 { 44 } else { 28 };
         let sh = mapping.file_bytes(shoff.checked_add(at).ok_or("bad e_shoff")?, 4);
-        phnum = u64::from(sh.and_then(|b| Le(&b).u32(0)).ok_or("bad section header 0")?);
+        phnum = u64::from(
+            sh.and_then(|b| Le(&b).u32(0))
+                .ok_or("bad section header 0")?,
+        );
     }
     if phnum > MAX_PHDRS {
         return Err("too many program headers");
@@ -199,9 +294,11 @@ fn parse_elf(mapping: &FileMapping, file_len: u64) -> std::result::Result<Segmen
         let paddr = p.word(o_paddr, is64).ok_or("short program header")?;
         let filesz = p.word(o_filesz, is64).ok_or("short program header")?;
         match kind {
-            PT_LOAD if filesz > 0 => {
-                loads.push(Region { guest_start: PhysAddr(paddr), file_offset: off, len: filesz })
-            }
+            PT_LOAD if filesz > 0 => loads.push(Region {
+                guest_start: PhysAddr(paddr),
+                file_offset: off,
+                len: filesz,
+            }),
             PT_NOTE => notes.push((off, filesz)),
             _ => {}
         }
@@ -237,7 +334,11 @@ fn parse_notes(bytes: &[u8], out: &mut Vec<ElfNote>) {
             return;
         };
         let name = name.strip_suffix(b"\0").unwrap_or(name).to_vec();
-        out.push(ElfNote { name, kind, desc: desc.to_vec() });
+        out.push(ElfNote {
+            name,
+            kind,
+            desc: desc.to_vec(),
+        });
         at = next;
     }
 }
@@ -251,5 +352,46 @@ impl PhysMemory for DumpMemory {
     }
     fn write_phys(&self, addr: PhysAddr, buf: &[u8]) -> Result<()> {
         self.mapping.write(addr, buf)
+    }
+    fn read_phys_u64(&self, addr: PhysAddr) -> Result<u64> {
+        self.mapping.read_u64(addr)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_state_needs_version_1_and_440_bytes() {
+        let mut d = vec![0u8; 440];
+        d[0] = 1;
+        d[136..144].copy_from_slice(&0xffff_ffff_8100_0000u64.to_le_bytes()); // rip
+        d[416..424].copy_from_slice(&0x2a1_0000u64.to_le_bytes()); // cr3
+        d[152 + 4 * 24 + 16..152 + 4 * 24 + 24].copy_from_slice(&7u64.to_le_bytes()); // gs.base
+        let s = QemuCpuState::parse(&d).unwrap();
+        assert_eq!(
+            (s.rip, s.cr[3], s.gs_base, s.fs_base),
+            (0xffff_ffff_8100_0000, 0x2a1_0000, 7, 0)
+        );
+        assert_eq!(QemuCpuState::parse(&d[..439]), None);
+        d[0] = 2;
+        assert_eq!(QemuCpuState::parse(&d), None);
+        assert_eq!(QemuCpuState::parse(&[]), None);
+    }
+
+    #[test]
+    fn notes_with_lying_sizes_end_the_list() {
+        let mut out = vec![];
+        // namesz 4, descsz 0xffffffff: the descriptor runs past the segment.
+        let mut b = vec![];
+        for v in [4u32, u32::MAX, 1] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        b.extend_from_slice(b"QEMU");
+        parse_notes(&b, &mut out);
+        assert!(out.is_empty());
+        parse_notes(&[1, 2, 3], &mut out);
+        assert!(out.is_empty());
     }
 }

@@ -32,7 +32,11 @@ impl FileMapping {
         }
         let map_len = usize::try_from(file_len).map_err(|_| "file too large to map")?;
         let map = RegionMap::new(regions, file_len)?;
-        let flags = if shared { libc::MAP_SHARED } else { libc::MAP_PRIVATE };
+        let flags = if shared {
+            libc::MAP_SHARED
+        } else {
+            libc::MAP_PRIVATE
+        };
         // SAFETY: a fresh mapping of a file we hold open; the length is the file's; the result
         // is checked against MAP_FAILED before use. A private writable mapping of a read-only
         // descriptor is allowed (copy-on-write); a shared one needs a read-write descriptor,
@@ -50,7 +54,11 @@ impl FileMapping {
         if base == libc::MAP_FAILED {
             return Err(std::io::Error::last_os_error().to_string());
         }
-        Ok(FileMapping { base: base.cast(), map_len, map })
+        Ok(FileMapping {
+            base: base.cast(),
+            map_len,
+            map,
+        })
     }
 
     pub(crate) fn size(&self) -> u64 {
@@ -68,9 +76,29 @@ impl FileMapping {
             debug_assert!(off as usize + r.len() <= map_len);
             // SAFETY: `off + r.len()` is inside the mapping (RegionMap checked every region
             // against the file length, which is `map_len`); `r` is inside `buf`.
-            unsafe { std::ptr::copy_nonoverlapping(base.add(off as usize), dst.add(r.start), r.len()) };
+            unsafe {
+                std::ptr::copy_nonoverlapping(base.add(off as usize), dst.add(r.start), r.len())
+            };
             Ok(())
         })
+    }
+
+    /// A little-endian u64 with a single unaligned load when one region holds it (the
+    /// page-table walker's access).
+    #[inline]
+    pub(crate) fn read_u64(&self, addr: PhysAddr) -> Result<u64> {
+        match self.map.offset_of(addr, 8) {
+            // SAFETY: `off + 8` is inside the mapping (RegionMap checked the region against
+            // the file length); an unaligned read of plain bytes.
+            Some(off) => Ok(u64::from_le(unsafe {
+                std::ptr::read_unaligned(self.base.add(off as usize).cast::<u64>())
+            })),
+            None => {
+                let mut b = [0u8; 8];
+                self.read(addr, &mut b)?;
+                Ok(u64::from_le_bytes(b))
+            }
+        }
     }
 
     pub(crate) fn write(&self, addr: PhysAddr, buf: &[u8]) -> Result<()> {
@@ -79,7 +107,9 @@ impl FileMapping {
         self.map.for_each_part(addr, buf.len(), |off, r| {
             debug_assert!(off as usize + r.len() <= map_len);
             // SAFETY: as in `read`, with source and destination swapped.
-            unsafe { std::ptr::copy_nonoverlapping(src.add(r.start), base.add(off as usize), r.len()) };
+            unsafe {
+                std::ptr::copy_nonoverlapping(src.add(r.start), base.add(off as usize), r.len())
+            };
             Ok(())
         })
     }
@@ -118,22 +148,38 @@ impl MappedFileMemory {
     /// Maps `path` (shared, read-write) and lays guest physical memory over it as `regions`
     /// describe. Regions must lie inside the file and must not overlap.
     pub fn open(path: &str, regions: Vec<Region>) -> Result<Self> {
-        let err = |why: String| MemError::Source { path: path.to_string(), why };
+        let err = |why: String| MemError::Source {
+            path: path.to_string(),
+            why,
+        };
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .open(path)
             .map_err(|e| err(e.to_string()))?;
         let mapping = FileMapping::new(&file, regions, true).map_err(err)?;
-        Ok(MappedFileMemory { mapping, path: path.to_string() })
+        Ok(MappedFileMemory {
+            mapping,
+            path: path.to_string(),
+        })
     }
 
     /// Maps a whole file as guest memory starting at physical address 0.
     pub fn open_flat(path: &str) -> Result<Self> {
         let len = std::fs::metadata(path)
-            .map_err(|e| MemError::Source { path: path.to_string(), why: e.to_string() })?
+            .map_err(|e| MemError::Source {
+                path: path.to_string(),
+                why: e.to_string(),
+            })?
             .len();
-        Self::open(path, vec![Region { guest_start: PhysAddr(0), file_offset: 0, len }])
+        Self::open(
+            path,
+            vec![Region {
+                guest_start: PhysAddr(0),
+                file_offset: 0,
+                len,
+            }],
+        )
     }
 
     /// The path that was mapped.
@@ -156,5 +202,8 @@ impl PhysMemory for MappedFileMemory {
     }
     fn write_phys(&self, addr: PhysAddr, buf: &[u8]) -> Result<()> {
         self.mapping.write(addr, buf)
+    }
+    fn read_phys_u64(&self, addr: PhysAddr) -> Result<u64> {
+        self.mapping.read_u64(addr)
     }
 }

@@ -13,7 +13,8 @@
 //!    - [`MappedFileMemory`]: QEMU's `memory-backend-file,share=on` file, mapped zero-copy;
 //!    - [`ProcMemory`]: a QEMU process's RAM through `pread`/`pwrite` on `/proc/PID/mem`;
 //!    - [`VmMemory`]: an in-process VM's `vm_memory::GuestMemoryMmap` (the `kvm` driver);
-//!    - [`DumpMemory`]: a raw image or the ELF core of QEMU's `dump-guest-memory`;
+//!    - [`DumpMemory`]: a raw image or the ELF core of QEMU's `dump-guest-memory` (with the
+//!      vCPUs' registers from its notes: [`QemuCpuState`]);
 //!    - [`VecMemory`]: a vector, for tests and synthetic guests.
 //! 2. **Translation** — [`AddressSpace`] walks x86-64 page tables (4-level and 5-level
 //!    paging, 4 KiB / 2 MiB / 1 GiB pages) from a root ([`PagingMode::from_cr4`] picks the
@@ -75,7 +76,7 @@ mod vmm;
 
 pub use addr::{PhysAddr, VirtAddr};
 pub use cache::{CacheStats, CachedAddressSpace, TranslationCache};
-pub use dump::{DumpFormat, DumpMemory, ElfNote};
+pub use dump::{DumpFormat, DumpMemory, ElfNote, QemuCpuState};
 pub use error::{MemError, Result};
 pub use file::MappedFileMemory;
 pub use paging::{
@@ -86,5 +87,5 @@ pub use pod::FromBytes;
 pub use procmem::ProcMemory;
 pub use read::{VirtRead, VirtReadExt, VirtWrite};
 pub use strings::UnicodeString;
-pub use vmm::VmMemory;
 pub use vm_memory;
+pub use vmm::VmMemory;

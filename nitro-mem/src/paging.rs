@@ -96,7 +96,11 @@ impl<M: PhysMemory> AddressSpace<M> {
 
     /// An address space rooted at `cr3` in the given paging mode.
     pub fn with_mode(mem: M, cr3: PhysAddr, mode: PagingMode) -> Self {
-        AddressSpace { mem, root: cr3_root(cr3.0), mode }
+        AddressSpace {
+            mem,
+            root: cr3_root(cr3.0),
+            mode,
+        }
     }
 
     /// The page-table root.
@@ -207,9 +211,20 @@ pub(crate) fn walk<M: PhysMemory + ?Sized>(
             },
         })?;
         if entry & PRESENT == 0 {
-            return Err(MemError::NotPresent { addr: va, level, entry_addr, entry });
+            return Err(MemError::NotPresent {
+                addr: va,
+                level,
+                entry_addr,
+                entry,
+            });
         }
-        let broken = |why| MemError::BrokenTable { addr: va, level, entry_addr, entry, why };
+        let broken = |why| MemError::BrokenTable {
+            addr: va,
+            level,
+            entry_addr,
+            entry,
+            why,
+        };
         writable &= entry & WRITABLE != 0;
         user &= entry & USER != 0;
         nx |= entry & NX != 0;
@@ -230,7 +245,13 @@ pub(crate) fn walk<M: PhysMemory + ?Sized>(
             if phys.0 >= mem.size() {
                 return Err(broken("page lies outside guest memory"));
             }
-            return Ok(Translation { phys, page_size, writable, user, no_execute: nx });
+            return Ok(Translation {
+                phys,
+                page_size,
+                writable,
+                user,
+                no_execute: nx,
+            });
         }
         parent = Some((level, entry_addr, entry));
         table = PhysAddr(entry & ADDR_MASK);

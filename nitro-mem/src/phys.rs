@@ -28,7 +28,9 @@ pub trait PhysMemory: Send + Sync {
 
     /// Reads several ranges; each result is independent of the others.
     fn read_phys_many(&self, reqs: &mut [(PhysAddr, &mut [u8])]) -> Vec<Result<()>> {
-        reqs.iter_mut().map(|(a, b)| self.read_phys(*a, b)).collect()
+        reqs.iter_mut()
+            .map(|(a, b)| self.read_phys(*a, b))
+            .collect()
     }
 }
 
@@ -90,17 +92,25 @@ impl<T: PhysMemory + ?Sized> PhysMemory for std::sync::Arc<T> {
 #[derive(Debug)]
 pub struct VecMemory {
     bytes: RwLock<Vec<u8>>,
+    /// The vector's length, which never changes.
+    size: u64,
 }
 
 impl VecMemory {
     /// Zeroed memory of `size` bytes.
     pub fn new(size: usize) -> Self {
-        VecMemory { bytes: RwLock::new(vec![0; size]) }
+        VecMemory {
+            bytes: RwLock::new(vec![0; size]),
+            size: size as u64,
+        }
     }
 
     /// Memory holding `bytes`.
     pub fn from_vec(bytes: Vec<u8>) -> Self {
-        VecMemory { bytes: RwLock::new(bytes) }
+        VecMemory {
+            size: bytes.len() as u64,
+            bytes: RwLock::new(bytes),
+        }
     }
 }
 
@@ -114,7 +124,7 @@ pub(crate) fn range(addr: PhysAddr, len: usize, size: u64) -> Result<std::ops::R
 
 impl PhysMemory for VecMemory {
     fn size(&self) -> u64 {
-        self.bytes.read().map(|b| b.len() as u64).unwrap_or(0)
+        self.size
     }
     fn read_phys(&self, addr: PhysAddr, buf: &mut [u8]) -> Result<()> {
         let bytes = self.bytes.read().unwrap_or_else(|e| e.into_inner());

@@ -65,9 +65,15 @@ mod tests {
     fn decodes_little_endian_and_checks_length() {
         assert_eq!(u32::from_le_slice(&[1, 2, 3, 4]), Some(0x0403_0201));
         assert_eq!(u32::from_le_slice(&[1, 2, 3]), None);
-        assert_eq!(<[u16; 3]>::from_le_slice(&[1, 0, 2, 0, 0xff, 0xff]), Some([1, 2, 0xffff]));
+        assert_eq!(
+            <[u16; 3]>::from_le_slice(&[1, 0, 2, 0, 0xff, 0xff]),
+            Some([1, 2, 0xffff])
+        );
         assert_eq!(<[u16; 3]>::from_le_slice(&[1, 0, 2, 0]), None);
         assert_eq!(<[[u8; 2]; 2]>::SIZE, 4);
-        assert_eq!(VirtAddr::from_le_slice(&0xffff_8880u64.to_le_bytes()), Some(VirtAddr(0xffff_8880)));
+        assert_eq!(
+            VirtAddr::from_le_slice(&0xffff_8880u64.to_le_bytes()),
+            Some(VirtAddr(0xffff_8880))
+        );
     }
 }

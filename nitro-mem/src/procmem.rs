@@ -27,18 +27,31 @@ impl ProcMemory {
     /// else read-only (writes then fail with [`MemError::Source`]).
     pub fn open(pid: u32, regions: Vec<(PhysAddr, u64, u64)>) -> Result<Self> {
         let path = format!("/proc/{pid}/mem");
-        let err = |why: String| MemError::Source { path: path.clone(), why };
+        let err = |why: String| MemError::Source {
+            path: path.clone(),
+            why,
+        };
         let (file, writable) = match OpenOptions::new().read(true).write(true).open(&path) {
             Ok(f) => (f, true),
             Err(_) => (File::open(&path).map_err(|e| err(e.to_string()))?, false),
         };
         let regions = regions
             .into_iter()
-            .map(|(guest_start, host, len)| Region { guest_start, file_offset: host, len })
+            .map(|(guest_start, host, len)| Region {
+                guest_start,
+                file_offset: host,
+                len,
+            })
             .collect();
         // Host user addresses are below 2^63 (/proc/PID/mem offsets are signed loff_t).
         let map = RegionMap::new(regions, i64::MAX as u64).map_err(err)?;
-        Ok(ProcMemory { file, writable, map, pid, path })
+        Ok(ProcMemory {
+            file,
+            writable,
+            map,
+            pid,
+            path,
+        })
     }
 
     /// The process id.
@@ -53,7 +66,11 @@ impl ProcMemory {
 
     /// `(guest physical start, host virtual address, length)` of each block, sorted.
     pub fn regions(&self) -> Vec<(PhysAddr, u64, u64)> {
-        self.map.regions().iter().map(|r| (r.guest_start, r.file_offset, r.len)).collect()
+        self.map
+            .regions()
+            .iter()
+            .map(|r| (r.guest_start, r.file_offset, r.len))
+            .collect()
     }
 
     fn io_error(&self, what: &str, addr: PhysAddr, host: u64, e: std::io::Error) -> MemError {
@@ -70,8 +87,12 @@ impl PhysMemory for ProcMemory {
     }
     fn read_phys(&self, addr: PhysAddr, buf: &mut [u8]) -> Result<()> {
         self.map.for_each_part(addr, buf.len(), |host, r| {
-            let part = buf.get_mut(r).ok_or(MemError::PhysOutOfRange { addr, len: 0 })?;
-            self.file.read_exact_at(part, host).map_err(|e| self.io_error("read", addr, host, e))
+            let part = buf
+                .get_mut(r)
+                .ok_or(MemError::PhysOutOfRange { addr, len: 0 })?;
+            self.file
+                .read_exact_at(part, host)
+                .map_err(|e| self.io_error("read", addr, host, e))
         })
     }
     fn write_phys(&self, addr: PhysAddr, buf: &[u8]) -> Result<()> {
@@ -82,8 +103,12 @@ impl PhysMemory for ProcMemory {
             });
         }
         self.map.for_each_part(addr, buf.len(), |host, r| {
-            let part = buf.get(r).ok_or(MemError::PhysOutOfRange { addr, len: 0 })?;
-            self.file.write_all_at(part, host).map_err(|e| self.io_error("write", addr, host, e))
+            let part = buf
+                .get(r)
+                .ok_or(MemError::PhysOutOfRange { addr, len: 0 })?;
+            self.file
+                .write_all_at(part, host)
+                .map_err(|e| self.io_error("write", addr, host, e))
         })
     }
 }

@@ -1,8 +1,8 @@
 //! Virtual reads that cross pages, typed reads and batched reads, for any translator.
 
 use crate::{
-    strings, AddressSpace, CachedAddressSpace, FromBytes, MemError, PhysMemory, Result,
-    Translate, TranslationCache, UnicodeString, VirtAddr,
+    strings, AddressSpace, CachedAddressSpace, FromBytes, MemError, PhysMemory, Result, Translate,
+    TranslationCache, UnicodeString, VirtAddr,
 };
 
 /// Reads `buf.len()` bytes at `va` through translator `t` over `mem`, one page at a time.
@@ -136,7 +136,9 @@ pub trait VirtRead {
 
     /// Reads several ranges; each result is independent of the others.
     fn read_virt_many(&self, reqs: &mut [(VirtAddr, &mut [u8])]) -> Vec<Result<()>> {
-        reqs.iter_mut().map(|(va, buf)| self.read_virt(*va, buf)).collect()
+        reqs.iter_mut()
+            .map(|(va, buf)| self.read_virt(*va, buf))
+            .collect()
     }
 
     /// Reads up to `max_units` UTF-16LE code units of a NUL-terminated wide string; returns
@@ -150,7 +152,10 @@ pub trait VirtRead {
     fn read_utf16(&self, va: VirtAddr, max_units: usize) -> Result<String> {
         match self.read_utf16_prefix(va, max_units)? {
             (s, true) => Ok(String::from_utf16_lossy(&s)),
-            (_, false) => Err(MemError::StringTooLong { addr: va, max: max_units }),
+            (_, false) => Err(MemError::StringTooLong {
+                addr: va,
+                max: max_units,
+            }),
         }
     }
 
@@ -223,15 +228,27 @@ pub trait VirtReadExt: VirtRead {
         max_count: usize,
     ) -> Result<Vec<T>> {
         if count > max_count as u64 {
-            return Err(MemError::LengthTooLarge { addr: va, len: count, max: max_count });
+            return Err(MemError::LengthTooLarge {
+                addr: va,
+                len: count,
+                max: max_count,
+            });
         }
-        let too_large = MemError::LengthTooLarge { addr: va, len: count, max: max_count };
+        let too_large = MemError::LengthTooLarge {
+            addr: va,
+            len: count,
+            max: max_count,
+        };
         let bytes = count.checked_mul(T::SIZE as u64).ok_or(too_large.clone())?;
         let buf = read_bytes_bounded(self, va, bytes, bytes as usize)?;
         if T::SIZE == 0 {
-            return (0..count).map(|_| T::from_le_slice(&[]).ok_or(too_large.clone())).collect();
+            return (0..count)
+                .map(|_| T::from_le_slice(&[]).ok_or(too_large.clone()))
+                .collect();
         }
-        buf.chunks_exact(T::SIZE).map(|c| T::from_le_slice(c).ok_or(too_large.clone())).collect()
+        buf.chunks_exact(T::SIZE)
+            .map(|c| T::from_le_slice(c).ok_or(too_large.clone()))
+            .collect()
     }
 }
 

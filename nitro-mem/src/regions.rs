@@ -23,8 +23,13 @@ impl RegionMap {
         regions.sort_by_key(|r| r.guest_start.0);
         let mut size = 0u64;
         for r in &regions {
-            if r.file_offset.checked_add(r.len).is_none_or(|e| e > backing_len) {
-                return Err(format!("region {r:?} lies outside the {backing_len}-byte backing"));
+            if r.file_offset
+                .checked_add(r.len)
+                .is_none_or(|e| e > backing_len)
+            {
+                return Err(format!(
+                    "region {r:?} lies outside the {backing_len}-byte backing"
+                ));
             }
             let Some(end) = r.guest_start.0.checked_add(r.len) else {
                 return Err(format!("region {r:?} wraps the physical address space"));
@@ -55,6 +60,17 @@ impl RegionMap {
         (addr - r.guest_start.0 < r.len).then_some(r)
     }
 
+    /// Backing offset of `[addr, addr+len)` when one region holds all of it.
+    #[inline]
+    pub(crate) fn offset_of(&self, addr: PhysAddr, len: usize) -> Option<u64> {
+        let r = match self.regions.as_slice() {
+            [only] => only,
+            _ => self.find(addr.0)?,
+        };
+        let rel = addr.0.checked_sub(r.guest_start.0)?;
+        (rel < r.len && r.len - rel >= len as u64).then(|| r.file_offset + rel)
+    }
+
     /// Splits the access `[addr, addr+len)` at region boundaries and calls
     /// `f(backing_offset, part_of_buffer)` for each part, in order. Fails with
     /// [`MemError::PhysOutOfRange`] (before calling `f`) if any byte is not backed.
@@ -67,13 +83,8 @@ impl RegionMap {
         let oob = || MemError::PhysOutOfRange { addr, len };
         let end = addr.0.checked_add(len as u64).ok_or_else(oob)?;
         // Fast path: one region holds the whole access (nearly always).
-        if let Some(r) = self.find(addr.0) {
-            let rel = addr.0 - r.guest_start.0;
-            if r.len - rel >= len as u64 {
-                return f(r.file_offset + rel, 0..len);
-            }
-        } else if len > 0 {
-            return Err(oob());
+        if let Some(off) = self.offset_of(addr, len) {
+            return f(off, 0..len);
         }
         // Check the whole range first so that nothing is done for a partly unbacked access.
         let mut at = addr.0;
@@ -99,13 +110,20 @@ mod tests {
     use super::*;
 
     fn reg(g: u64, f: u64, l: u64) -> Region {
-        Region { guest_start: PhysAddr(g), file_offset: f, len: l }
+        Region {
+            guest_start: PhysAddr(g),
+            file_offset: f,
+            len: l,
+        }
     }
 
     #[test]
     fn splits_across_adjacent_regions_and_rejects_holes() {
-        let m = RegionMap::new(vec![reg(0x2000, 0, 0x1000), reg(0x1000, 0x3000, 0x1000)], 0x4000)
-            .unwrap();
+        let m = RegionMap::new(
+            vec![reg(0x2000, 0, 0x1000), reg(0x1000, 0x3000, 0x1000)],
+            0x4000,
+        )
+        .unwrap();
         assert_eq!(m.size(), 0x3000);
         let mut parts = vec![];
         m.for_each_part(PhysAddr(0x1ff0), 0x20, |off, r| {

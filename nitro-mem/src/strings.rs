@@ -99,7 +99,11 @@ pub(crate) fn unicode_string_header<R: VirtRead + ?Sized>(
     } else {
         u64::from(u32::from_le_bytes([b[4], b[5], b[6], b[7]]))
     };
-    Ok(UnicodeString { length, maximum_length, buffer: VirtAddr(buffer) })
+    Ok(UnicodeString {
+        length,
+        maximum_length,
+        buffer: VirtAddr(buffer),
+    })
 }
 
 pub(crate) fn unicode_string_text<R: VirtRead + ?Sized>(
@@ -110,10 +114,16 @@ pub(crate) fn unicode_string_text<R: VirtRead + ?Sized>(
 ) -> Result<String> {
     let len = u64::from(h.length);
     if len > max_bytes as u64 {
-        return Err(MemError::LengthTooLarge { addr: va, len, max: max_bytes });
+        return Err(MemError::LengthTooLarge {
+            addr: va,
+            len,
+            max: max_bytes,
+        });
     }
     let bytes = r.read_bytes(h.buffer, len & !1, max_bytes)?;
-    let units: Vec<u16> =
-        bytes.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+    let units: Vec<u16> = bytes
+        .chunks_exact(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .collect();
     Ok(String::from_utf16_lossy(&units))
 }

@@ -18,7 +18,11 @@ pub struct VmMemory<G = GuestMemoryMmap> {
 impl<G: GuestMemory> VmMemory<G> {
     /// Wraps `mem`. Its region layout is read once: vm-memory collections are immutable.
     pub fn new(mem: G) -> Self {
-        let size = mem.iter().map(|r| r.start_addr().0.saturating_add(r.len())).max().unwrap_or(0);
+        let size = mem
+            .iter()
+            .map(|r| r.start_addr().0.saturating_add(r.len()))
+            .max()
+            .unwrap_or(0);
         VmMemory { mem, size }
     }
 
@@ -49,11 +53,17 @@ impl<G: GuestMemory + Send + Sync> PhysMemory for VmMemory<G> {
     fn read_phys(&self, addr: PhysAddr, buf: &mut [u8]) -> Result<()> {
         self.mem
             .read_slice(buf, GuestAddress(addr.0))
-            .map_err(|_| MemError::PhysOutOfRange { addr, len: buf.len() })
+            .map_err(|_| MemError::PhysOutOfRange {
+                addr,
+                len: buf.len(),
+            })
     }
     fn write_phys(&self, addr: PhysAddr, buf: &[u8]) -> Result<()> {
         self.mem
             .write_slice(buf, GuestAddress(addr.0))
-            .map_err(|_| MemError::PhysOutOfRange { addr, len: buf.len() })
+            .map_err(|_| MemError::PhysOutOfRange {
+                addr,
+                len: buf.len(),
+            })
     }
 }

@@ -48,17 +48,26 @@ fn check_two_blocks(m: &dyn PhysMemory) {
     let mut b = [0u8; 16];
     m.read_phys(PhysAddr(0xfff0), &mut b).unwrap();
     assert_eq!(b, [7; 16]);
-    assert_eq!(m.read_phys_u64(PhysAddr(0x2fff8)).unwrap(), 0x0909_0909_0909_0909);
+    assert_eq!(
+        m.read_phys_u64(PhysAddr(0x2fff8)).unwrap(),
+        0x0909_0909_0909_0909
+    );
     // Into the hole, past the end, wrapping: errors naming the access.
     assert_eq!(
         m.read_phys(PhysAddr(0xfff8), &mut b).unwrap_err(),
-        MemError::PhysOutOfRange { addr: PhysAddr(0xfff8), len: 16 }
+        MemError::PhysOutOfRange {
+            addr: PhysAddr(0xfff8),
+            len: 16
+        }
     );
     assert!(m.read_phys(PhysAddr(0x2fff8), &mut b).is_err());
     assert!(m.read_phys(PhysAddr(u64::MAX - 3), &mut b).is_err());
     assert!(m.write_phys(PhysAddr(0x18000), &b).is_err());
     let (mut x, mut y) = ([0u8; 2], [0u8; 2]);
-    let r = m.read_phys_many(&mut [(PhysAddr(0xfffe), &mut x[..]), (PhysAddr(0x10000), &mut y[..])]);
+    let r = m.read_phys_many(&mut [
+        (PhysAddr(0xfffe), &mut x[..]),
+        (PhysAddr(0x10000), &mut y[..]),
+    ]);
     assert!(r[0].is_ok() && r[1].is_err());
     assert_eq!(x, [7, 7]);
 }
@@ -73,10 +82,14 @@ fn vm_memory_regions() {
     let m = VmMemory::new(gm);
     check_two_blocks(&m);
     // Page tables inside vm-memory.
-    m.write_phys(PhysAddr(0x1000), &(0x2000u64 | P).to_le_bytes()).unwrap();
-    m.write_phys(PhysAddr(0x2000), &(0x3000u64 | P).to_le_bytes()).unwrap();
-    m.write_phys(PhysAddr(0x3000), &(0x4000u64 | P).to_le_bytes()).unwrap();
-    m.write_phys(PhysAddr(0x4000), &(0x20000u64 | P).to_le_bytes()).unwrap();
+    m.write_phys(PhysAddr(0x1000), &(0x2000u64 | P).to_le_bytes())
+        .unwrap();
+    m.write_phys(PhysAddr(0x2000), &(0x3000u64 | P).to_le_bytes())
+        .unwrap();
+    m.write_phys(PhysAddr(0x3000), &(0x4000u64 | P).to_le_bytes())
+        .unwrap();
+    m.write_phys(PhysAddr(0x4000), &(0x20000u64 | P).to_le_bytes())
+        .unwrap();
     m.write_phys(PhysAddr(0x20000), b"vm-memory\0").unwrap();
     let s = AddressSpace::new(&m, PhysAddr(0x1000));
     assert_eq!(s.read_cstring(VirtAddr(0), 64).unwrap(), b"vm-memory");
@@ -92,7 +105,10 @@ fn proc_mem_of_this_process() {
     let pid = std::process::id();
     let m = ProcMemory::open(
         pid,
-        vec![(PhysAddr(0x20000), hi.as_ptr() as u64, 0x10000), (PhysAddr(0), lo.as_mut_ptr() as u64, 0x10000)],
+        vec![
+            (PhysAddr(0x20000), hi.as_ptr() as u64, 0x10000),
+            (PhysAddr(0), lo.as_mut_ptr() as u64, 0x10000),
+        ],
     )
     .unwrap();
     assert_eq!(m.pid(), pid);
@@ -108,9 +124,16 @@ fn proc_mem_of_this_process() {
     // A block at a host address nothing is mapped at: an error, not a crash.
     let bad = ProcMemory::open(pid, vec![(PhysAddr(0), 0x1000, 0x1000)]).unwrap();
     let mut b = [0u8; 8];
-    assert!(matches!(bad.read_phys(PhysAddr(0), &mut b), Err(MemError::Source { .. })));
+    assert!(matches!(
+        bad.read_phys(PhysAddr(0), &mut b),
+        Err(MemError::Source { .. })
+    ));
     // Overlapping blocks are refused; a missing process is an error.
-    assert!(ProcMemory::open(pid, vec![(PhysAddr(0), 0x1000, 0x2000), (PhysAddr(0x1000), 0x9000, 1)]).is_err());
+    assert!(ProcMemory::open(
+        pid,
+        vec![(PhysAddr(0), 0x1000, 0x2000), (PhysAddr(0x1000), 0x9000, 1)]
+    )
+    .is_err());
     assert!(ProcMemory::open(u32::MAX, vec![]).is_err());
 }
 
@@ -121,21 +144,40 @@ fn mapped_file_with_regions() {
     let m = MappedFileMemory::open(
         f.path(),
         vec![
-            Region { guest_start: PhysAddr(0), file_offset: 0x10000, len: 0x10000 },
-            Region { guest_start: PhysAddr(0x20000), file_offset: 0, len: 0x10000 },
+            Region {
+                guest_start: PhysAddr(0),
+                file_offset: 0x10000,
+                len: 0x10000,
+            },
+            Region {
+                guest_start: PhysAddr(0x20000),
+                file_offset: 0,
+                len: 0x10000,
+            },
         ],
     )
     .unwrap();
     check_two_blocks(&m);
     drop(m);
     let bytes = std::fs::read(&f.0).unwrap();
-    assert_eq!(bytes[0x1fff0..0x20000], [7; 16], "shared mapping writes reach the file");
+    assert_eq!(
+        bytes[0x1fff0..0x20000],
+        [7; 16],
+        "shared mapping writes reach the file"
+    );
     assert_eq!(bytes[0xfff0..0x10000], [9; 16]);
     let flat = MappedFileMemory::open_flat(f.path()).unwrap();
     assert_eq!(flat.size(), 0x20000);
     assert_eq!(flat.path(), f.path());
     // Regions outside the file are refused.
-    let r = MappedFileMemory::open(f.path(), vec![Region { guest_start: PhysAddr(0), file_offset: 0x1f000, len: 0x2000 }]);
+    let r = MappedFileMemory::open(
+        f.path(),
+        vec![Region {
+            guest_start: PhysAddr(0),
+            file_offset: 0x1f000,
+            len: 0x2000,
+        }],
+    );
     assert!(matches!(r, Err(MemError::Source { .. })));
 }
 
@@ -201,17 +243,39 @@ fn elf_core_dumps() {
         assert_eq!(m.format(), DumpFormat::Elf);
         assert_eq!(m.size(), 0x10_1000);
         assert_eq!(m.regions().len(), 2);
-        assert_eq!(m.read_phys_u64(PhysAddr(0x2ff8)).unwrap(), 0xaaaa_aaaa_aaaa_aaaa);
-        assert_eq!(m.read_phys_u64(PhysAddr(0x10_0ff8)).unwrap(), 0xbbbb_bbbb_bbbb_bbbb);
-        assert!(m.read_phys_u64(PhysAddr(0x3000)).is_err(), "hole between segments");
+        assert_eq!(
+            m.read_phys_u64(PhysAddr(0x2ff8)).unwrap(),
+            0xaaaa_aaaa_aaaa_aaaa
+        );
+        assert_eq!(
+            m.read_phys_u64(PhysAddr(0x10_0ff8)).unwrap(),
+            0xbbbb_bbbb_bbbb_bbbb
+        );
+        assert!(
+            m.read_phys_u64(PhysAddr(0x3000)).is_err(),
+            "hole between segments"
+        );
         let notes = m.notes();
         assert_eq!(notes.len(), 1);
-        assert_eq!((notes[0].name.as_slice(), notes[0].kind, notes[0].desc.as_slice()), (&b"CORE"[..], 1, &[1u8, 2, 3][..]));
+        assert_eq!(
+            (
+                notes[0].name.as_slice(),
+                notes[0].kind,
+                notes[0].desc.as_slice()
+            ),
+            (&b"CORE"[..], 1, &[1u8, 2, 3][..])
+        );
         // Writes go to a private copy, never to the file.
         m.write_phys(PhysAddr(0), &[1; 8]).unwrap();
         assert_eq!(m.read_phys_u64(PhysAddr(0)).unwrap(), 0x0101_0101_0101_0101);
         drop(m);
-        assert_eq!(DumpMemory::open(f.path()).unwrap().read_phys_u64(PhysAddr(0)).unwrap(), 0xaaaa_aaaa_aaaa_aaaa);
+        assert_eq!(
+            DumpMemory::open(f.path())
+                .unwrap()
+                .read_phys_u64(PhysAddr(0))
+                .unwrap(),
+            0xaaaa_aaaa_aaaa_aaaa
+        );
     }
 }
 
@@ -226,14 +290,26 @@ fn hostile_elf_headers_are_errors() {
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("phoff past the end", patch(32, &u64::MAX.to_le_bytes())),
         ("phnum huge", patch(56, &0xfffeu16.to_le_bytes())),
-        ("PN_XNUM without section headers", patch(56, &0xffffu16.to_le_bytes())),
+        (
+            "PN_XNUM without section headers",
+            patch(56, &0xffffu16.to_le_bytes()),
+        ),
         ("bad phentsize", patch(54, &57u16.to_le_bytes())),
         ("not a core", patch(16, &2u16.to_le_bytes())),
         ("big endian", patch(5, &[2])),
         ("bad class", patch(4, &[9])),
-        ("segment past the end", patch(64 + 56 + 32, &u64::MAX.to_le_bytes())),
-        ("segment offset past the end", patch(64 + 56 + 8, &(1u64 << 40).to_le_bytes())),
-        ("segment wraps", patch(64 + 56 + 24, &(u64::MAX - 10).to_le_bytes())),
+        (
+            "segment past the end",
+            patch(64 + 56 + 32, &u64::MAX.to_le_bytes()),
+        ),
+        (
+            "segment offset past the end",
+            patch(64 + 56 + 8, &(1u64 << 40).to_le_bytes()),
+        ),
+        (
+            "segment wraps",
+            patch(64 + 56 + 24, &(u64::MAX - 10).to_le_bytes()),
+        ),
         ("truncated", good[..100].to_vec()),
         ("kdump", b"KDUMP   \x06\0\0\0".to_vec()),
     ];
@@ -258,7 +334,10 @@ fn raw_dumps() {
     bytes[0x1ff8..].copy_from_slice(&0x1122_3344u64.to_le_bytes());
     let f = TempFile::new("raw", &bytes);
     let m = DumpMemory::open(f.path()).unwrap();
-    assert_eq!((m.format(), m.size(), m.path()), (DumpFormat::Raw, 0x2000, f.path()));
+    assert_eq!(
+        (m.format(), m.size(), m.path()),
+        (DumpFormat::Raw, 0x2000, f.path())
+    );
     assert_eq!(m.read_phys_u64(PhysAddr(0x1ff8)).unwrap(), 0x1122_3344);
     assert!(m.notes().is_empty());
     assert!(DumpMemory::open(TempFile::new("empty", &[]).path()).is_err());
@@ -271,30 +350,54 @@ fn raw_dumps() {
 #[test]
 fn real_qemu_dump() {
     let bios = "/usr/share/seabios/bios-256k.bin";
-    let Ok(rom) = std::fs::read(bios) else { return eprintln!("skipped: no {bios}") };
+    let Ok(rom) = std::fs::read(bios) else {
+        return eprintln!("skipped: no {bios}");
+    };
     let out = temp_path("qemu.elf");
     let _cleanup = TempFile(out.clone());
     let child = Command::new("qemu-system-x86_64")
-        .args(["-S", "-m", "16", "-nodefaults", "-display", "none", "-machine", "pc,accel=tcg"])
+        .args([
+            "-S",
+            "-m",
+            "16",
+            "-nodefaults",
+            "-display",
+            "none",
+            "-machine",
+            "pc,accel=tcg",
+        ])
         .args(["-bios", bios, "-monitor", "stdio"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn();
-    let Ok(mut child) = child else { return eprintln!("skipped: no qemu-system-x86_64") };
+    let Ok(mut child) = child else {
+        return eprintln!("skipped: no qemu-system-x86_64");
+    };
     use std::io::Write;
     let cmd = format!("dump-guest-memory {}\nquit\n", out.display());
-    child.stdin.take().unwrap().write_all(cmd.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(cmd.as_bytes())
+        .unwrap();
     assert!(child.wait().unwrap().success());
 
     let m = DumpMemory::open(out.to_str().unwrap()).unwrap();
     assert_eq!(m.format(), DumpFormat::Elf);
     // 16 MiB of RAM from 0 (split around the legacy VGA/ROM window) plus the BIOS flash.
-    let ram: u64 = m.regions().iter().filter(|r| r.guest_start.0 < 0x8000_0000).map(|r| r.len).sum();
+    let ram: u64 = m
+        .regions()
+        .iter()
+        .filter(|r| r.guest_start.0 < 0x8000_0000)
+        .map(|r| r.len)
+        .sum();
     assert!(ram >= 16 << 20, "{:?}", m.regions());
     assert_eq!(m.size(), 1 << 32);
     let mut flash = vec![0u8; rom.len()];
-    m.read_phys(PhysAddr((1 << 32) - rom.len() as u64), &mut flash).unwrap();
+    m.read_phys(PhysAddr((1 << 32) - rom.len() as u64), &mut flash)
+        .unwrap();
     assert!(flash == rom, "BIOS image at the top of the 4 GiB space");
     // The reset vector (physical 0xfffffff0) is a far jump (EA) in SeaBIOS.
     assert_eq!(m.read_phys_u64(PhysAddr(0xffff_fff0)).unwrap() & 0xff, 0xea);
@@ -304,5 +407,16 @@ fn real_qemu_dump() {
     assert!(notes.iter().any(|n| n.name == b"CORE" && n.kind == 1));
     let q = notes.iter().find(|n| n.name == b"QEMU").expect("QEMU note");
     assert_eq!(u32::from_le_bytes(q.desc[0..4].try_into().unwrap()), 1);
-    assert_eq!(u32::from_le_bytes(q.desc[4..8].try_into().unwrap()) as usize, q.desc.len());
+    assert_eq!(
+        u32::from_le_bytes(q.desc[4..8].try_into().unwrap()) as usize,
+        q.desc.len()
+    );
+    // Decoded: the x86 reset state (Intel SDM 3A 9.1.1: CR0 = 0x60000010, EIP = 0xfff0).
+    let cpu = m.qemu_cpu_states();
+    assert_eq!(cpu.len(), 1);
+    assert_eq!(
+        (cpu[0].cr[0], cpu[0].rip, cpu[0].cr[3]),
+        (0x6000_0010, 0xfff0, 0)
+    );
+    assert_eq!(cpu[0].rflags, 2);
 }

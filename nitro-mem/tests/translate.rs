@@ -26,7 +26,10 @@ fn size_of(sel: u8) -> u64 {
 }
 
 fn check_space(b: &Builder, probes: &[u64]) -> Result<(), TestCaseError> {
-    let guest = BigGuest { tables: &b.mem, size: 1 << PHYS_BITS };
+    let guest = BigGuest {
+        tables: &b.mem,
+        size: 1 << PHYS_BITS,
+    };
     let space = AddressSpace::with_mode(&guest, PhysAddr(b.root), b.mode);
     let cache = TranslationCache::with_capacity(64);
     let cached = AddressSpace::with_mode(&guest, PhysAddr(b.root), b.mode).cached(&cache);
@@ -102,13 +105,25 @@ fn five_level_uses_bits_56_48() {
     let hi = lo | (3u64 << 48);
     assert!(b.map(lo, 0x10_0000, K4, true, true, false));
     assert!(b.map(hi, 0x20_0000, K4, true, true, false));
-    let guest = BigGuest { tables: &b.mem, size: 1 << 40 };
+    let guest = BigGuest {
+        tables: &b.mem,
+        size: 1 << 40,
+    };
     let s = AddressSpace::with_mode(&guest, PhysAddr(b.root), PagingMode::Level5);
-    assert_eq!(s.translate(VirtAddr(lo + 5)).unwrap().phys, PhysAddr(0x10_0005));
-    assert_eq!(s.translate(VirtAddr(hi + 5)).unwrap().phys, PhysAddr(0x20_0005));
+    assert_eq!(
+        s.translate(VirtAddr(lo + 5)).unwrap().phys,
+        PhysAddr(0x10_0005)
+    );
+    assert_eq!(
+        s.translate(VirtAddr(hi + 5)).unwrap().phys,
+        PhysAddr(0x20_0005)
+    );
     // A 57-bit address is not canonical under 4-level paging.
     let s4 = AddressSpace::with_mode(&guest, PhysAddr(b.root), PagingMode::Level4);
-    assert_eq!(s4.translate(VirtAddr(hi)), Err(MemError::NonCanonical(VirtAddr(hi))));
+    assert_eq!(
+        s4.translate(VirtAddr(hi)),
+        Err(MemError::NonCanonical(VirtAddr(hi)))
+    );
     assert!(PagingMode::Level5.is_canonical(VirtAddr(0xff00_0000_0000_0000)));
     assert!(!PagingMode::Level4.is_canonical(VirtAddr(0xff00_0000_0000_0000)));
     assert_eq!(PagingMode::from_cr4(1 << 12), PagingMode::Level5);
@@ -123,7 +138,9 @@ fn permissions_combine_over_levels() {
     put(&mem, 0x2000, 0x3000 | P | RW | US | XD); // PDPTE: no-execute
     put(&mem, 0x3000, 0x4000 | P | RW); // PDE: supervisor
     put(&mem, 0x4000, 0x5000 | P | RW | US);
-    let t = AddressSpace::new(&mem, PhysAddr(0x1000)).translate(VirtAddr(0x123)).unwrap();
+    let t = AddressSpace::new(&mem, PhysAddr(0x1000))
+        .translate(VirtAddr(0x123))
+        .unwrap();
     assert_eq!((t.writable, t.user, t.no_execute), (false, false, true));
     assert_eq!(t.phys, PhysAddr(0x5123));
 }
@@ -141,7 +158,11 @@ fn cr3_flag_and_pcid_bits_are_ignored() {
     assert_eq!((t.phys, t.page_size), (PhysAddr(0x5_4321), G1));
     // A page that is mapped but lies outside guest memory names the leaf entry.
     match s.translate(VirtAddr(0x10)) {
-        Err(MemError::BrokenTable { level: 3, entry_addr, .. }) => {
+        Err(MemError::BrokenTable {
+            level: 3,
+            entry_addr,
+            ..
+        }) => {
             assert_eq!(entry_addr, PhysAddr(0x2000))
         }
         other => panic!("{other:?}"),
@@ -154,9 +175,10 @@ fn pti_pair_translates_both_halves() {
     // maps only what user mode needs. Same VA, different contents.
     let mem = VecMemory::new(1 << 20);
     let (kpgd, upgd) = (0x2000u64, 0x3000u64);
-    for (pgd, pdpt, pd, pt, page) in
-        [(kpgd, 0x4000, 0x5000, 0x6000, 0x7000), (upgd, 0x8000, 0x9000, 0xa000, 0xb000)]
-    {
+    for (pgd, pdpt, pd, pt, page) in [
+        (kpgd, 0x4000, 0x5000, 0x6000, 0x7000),
+        (upgd, 0x8000, 0x9000, 0xa000, 0xb000),
+    ] {
         put(&mem, pgd, pdpt | P | RW | US);
         put(&mem, pdpt, pd | P | RW | US);
         put(&mem, pd, pt | P | RW | US);
@@ -174,8 +196,14 @@ fn pti_pair_translates_both_halves() {
     assert_eq!(ks.read_u64(VirtAddr(0x1000)).unwrap(), 0x7000 * 3);
     assert_eq!(us.read_u64(VirtAddr(0x1000)).unwrap(), 0xb000 * 3);
     let kva = VirtAddr(0xffff_ff80_0000_0000);
-    assert!(matches!(ks.translate(kva), Err(MemError::NotPresent { level: 3, .. })));
-    assert!(matches!(us.translate(kva), Err(MemError::NotPresent { level: 4, .. })));
+    assert!(matches!(
+        ks.translate(kva),
+        Err(MemError::NotPresent { level: 3, .. })
+    ));
+    assert!(matches!(
+        us.translate(kva),
+        Err(MemError::NotPresent { level: 4, .. })
+    ));
 }
 
 #[test]
@@ -197,5 +225,8 @@ fn not_present_names_level_and_entry() {
     );
     assert!(err.is_not_present());
     let msg = err.to_string();
-    assert!(msg.contains("0x201234") && msg.contains("level 2") && msg.contains("0x3008"), "{msg}");
+    assert!(
+        msg.contains("0x201234") && msg.contains("level 2") && msg.contains("0x3008"),
+        "{msg}"
+    );
 }

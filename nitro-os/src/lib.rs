@@ -10,7 +10,7 @@ mod value;
 use nitro_listener::{Capabilities, NitroEvent, Regs, TrapPlan};
 use nitro_mem::PhysMemory;
 pub use record::{Process, Syscall};
-pub use value::{escape_bytes, Arg, ArgValue, ReturnValue};
+pub use value::{escape_into, ptr_text, Arg, ArgValue, ReturnValue};
 
 /// Errors of OS backends.
 #[derive(Debug, thiserror::Error)]

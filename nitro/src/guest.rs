@@ -183,7 +183,7 @@ impl GuestRun {
         let initrd = run_dir.join("initrd.img");
         let mut image = std::fs::read(&spec.initrd)
             .map_err(|e| NitroError::Usage(format!("initrd {}: {e}", spec.initrd.display())))?;
-        while image.len() % 4 != 0 {
+        while !image.len().is_multiple_of(4) {
             image.push(0);
         }
         let mut args = String::from("set --");

@@ -120,7 +120,7 @@ mod tests {
     #[test]
     fn time_format() {
         let t = UNIX_EPOCH + std::time::Duration::from_micros(1_795_324_472_123_456);
-        assert_eq!(rfc3339(t), "2026-11-22T03:14:32.123456Z");
+        assert_eq!(rfc3339(t), "2026-11-22T05:14:32.123456Z");
         assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000000Z");
     }
 }

@@ -156,7 +156,7 @@ fn text_format_is_strace_like() {
     let missing = r
         .stdout
         .lines()
-        .find(|l| l.contains("\"/nonexistent\""))
+        .find(|l| l.contains("] openat(") && l.contains("\"/nonexistent\""))
         .unwrap_or_else(|| panic!("no openat of /nonexistent in:\n{}", r.stdout));
     assert!(
         missing.ends_with("= -1 ENOENT (No such file or directory)"),

@@ -138,7 +138,7 @@ pub struct Member<'a> {
 }
 
 /// A parsed BTF blob.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Btf {
     strings: Vec<u8>,
     /// `types[i]` is type id `i + 1`.
@@ -146,6 +146,15 @@ pub struct Btf {
     extra: Vec<u32>,
     /// Named struct/union/enum/enum64/typedef/fwd types, by name.
     by_name: HashMap<Box<str>, Vec<u32>>,
+}
+
+impl std::fmt::Debug for Btf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Btf")
+            .field("types", &self.types.len())
+            .field("string_bytes", &self.strings.len())
+            .finish()
+    }
 }
 
 fn bad(reason: &'static str, offset: usize) -> KernelError {
@@ -349,6 +358,23 @@ impl Btf {
             .ok_or_else(|| KernelError::NoType(name.to_owned()))
     }
 
+    /// Offset of variable `var` within data section `section` (`BTF_KIND_DATASEC` entries
+    /// are `{type, offset, size}` triples, btf.rst "BTF_KIND_DATASEC"). For `.data..percpu`
+    /// this is the variable's per-CPU offset: pahole records per-CPU variables there, also
+    /// those that kallsyms does not list.
+    pub fn datasec_var_offset(&self, section: &str, var: &str) -> Option<u64> {
+        let sec = self
+            .types
+            .iter()
+            .find(|t| t.kind == Kind::Datasec && self.str_at(t.name_off) == section)?;
+        self.words(sec, 3 * usize::from(sec.vlen))
+            .chunks_exact(3)
+            .find_map(|e| {
+                let v = self.rec(e[0])?;
+                (v.kind == Kind::Var && self.str_at(v.name_off) == var).then_some(u64::from(e[1]))
+            })
+    }
+
     /// Members of struct/union `id` (after resolving typedefs), as stored.
     pub fn members(&self, id: u32) -> impl Iterator<Item = Member<'_>> + '_ {
         let t = self
@@ -453,7 +479,7 @@ impl Btf {
     /// ```
     pub fn member_offset(&self, struct_name: &str, path: &str) -> Result<u64> {
         let (bits, _) = self.member_bit_offset(struct_name, path)?;
-        if bits % 8 != 0 {
+        if bits & 7 != 0 {
             return Err(KernelError::NotByteAligned {
                 member: format!("{struct_name}.{path}"),
                 bits,

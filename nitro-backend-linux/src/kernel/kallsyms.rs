@@ -13,11 +13,17 @@
 //! - `kallsyms_token_index`: 256 `u16` offsets into the token table;
 //! - `kallsyms_offsets`: N `i32` (CONFIG_KALLSYMS_BASE_RELATIVE) and `kallsyms_relative_base`
 //!   (`u64`, relocated with the kernel, so already slid in a running KASLR kernel);
-//! - since 6.2, `kallsyms_seqs_of_names` (3 bytes per symbol, unused here).
+//! - since 6.2 (and in Debian's 6.1.y), `kallsyms_seqs_of_names`: 3 bytes per symbol
+//!   (unused here).
 //!
-//! The first five are always consecutive in this order (each label aligned); the offsets and
-//! relative base come either before `kallsyms_num_syms` (older kernels) or after
-//! `kallsyms_token_index` (newer ones). Both placements are tried.
+//! `kallsyms_num_syms`, `kallsyms_names` and `kallsyms_markers` are consecutive, as are the
+//! token table and token index (each label aligned); between the two groups there is either
+//! nothing or `kallsyms_seqs_of_names`. The offsets and relative base come either before
+//! `kallsyms_num_syms` or after `kallsyms_token_index`. Measured on Debian: 6.1.0-56 has
+//! offsets, relative base, num_syms, names, markers, seqs, token table, token index;
+//! 6.12.117 has num_syms, names, markers, token table, token index, offsets, relative base
+//! (seqs after). Every placement is tried, and a candidate is accepted only when all markers,
+//! the symbol count, the end of the names and the address order agree.
 //!
 //! With CONFIG_KALLSYMS_ABSOLUTE_PERCPU (x86-64 up to at least 6.12), a non-negative offset is
 //! an absolute value (the per-CPU symbols: their offset inside the per-CPU area) and a
@@ -29,7 +35,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use super::{elf::Elf, read, KernelError, Result};
 
-/// Most symbols accepted (Debian 6.12 has about 190k).
+/// Most symbols accepted (Debian's 6.12 cloud kernel has 154,686).
 const MAX_SYMS: u32 = 4 << 20;
 /// Token-table candidates examined before giving up.
 const MAX_CANDIDATES: usize = 16;
@@ -95,10 +101,20 @@ struct Inner {
 }
 
 /// A decoded kallsyms table, with an optional KASLR slide applied to non-per-CPU symbols.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Kallsyms {
     inner: Arc<Inner>,
     slide: i64,
+}
+
+impl std::fmt::Debug for Kallsyms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kallsyms")
+            .field("symbols", &self.len())
+            .field("slide", &format_args!("{:#x}", self.slide))
+            .field("layout", &self.inner.layout)
+            .finish()
+    }
 }
 
 impl Kallsyms {
@@ -206,6 +222,20 @@ impl Kallsyms {
         }
         let e = entries.get(*by_addr.get(pos - 1)? as usize)?;
         Some((self.name_of(e), link - e.addr))
+    }
+
+    /// `[start, end)` of the symbol `name` (slid): `end` is the next higher non-per-CPU
+    /// symbol address (kallsyms stores no sizes). `None` for unknown, per-CPU or last symbols.
+    pub fn range(&self, name: &str) -> Option<(u64, u64)> {
+        let sym = self.symbol(name).filter(|s| !s.is_percpu)?;
+        let link = sym.addr.wrapping_sub(self.slide as u64);
+        let entries = &self.inner.entries;
+        let key = |i: &u32| entries.get(*i as usize).map_or(0, |e| e.addr);
+        let by_addr = &self.inner.by_addr;
+        let next = by_addr
+            .get(by_addr.partition_point(|i| key(i) <= link))
+            .map(key)?;
+        Some((sym.addr, next.wrapping_add(self.slide as u64)))
     }
 
     /// All symbols in table order (sorted by address, per-CPU ones first).
@@ -427,7 +457,8 @@ fn walk_names(
     // Each entry takes at least 2 bytes: no allocation beyond what the data can hold.
     let mut entries = Vec::with_capacity((n as usize).min(mstart.saturating_sub(start) / 2));
     for i in 0..n {
-        if i % 256 == 0 && markers.get(i as usize / 256).map(|&m| start + m as usize) != Some(pos) {
+        if i & 0xff == 0 && markers.get(i as usize / 256).map(|&m| start + m as usize) != Some(pos)
+        {
             return None;
         }
         let mut len = usize::from(*img.get(pos)?);
@@ -488,7 +519,7 @@ fn finish(img: &[u8], base: u64, tt: usize, ti: usize, f: NamesFound) -> Result<
         }
     }
     for (offs, rb, after_tokens) in candidates {
-        if va(rb) % 8 != 0 && va(rb) % 4 != 0 {
+        if va(rb) & 3 != 0 {
             continue;
         }
         let (Some(raw), Some(relbase)) = (read::slice(img, offs, 4 * n), read::u64_at(img, rb))

@@ -41,7 +41,9 @@ pub fn name_of(v: u64, table: Names) -> Option<&'static str> {
 
 /// The name of `v`, or `v` in decimal (the way strace shows an unknown constant).
 pub fn value(v: u64, table: Names) -> String {
-    name_of(v, table).map(str::to_string).unwrap_or_else(|| v.to_string())
+    name_of(v, table)
+        .map(str::to_string)
+        .unwrap_or_else(|| v.to_string())
 }
 
 /// The name of `v`, or `v` in hex with a `/* NAME_??? */` comment as strace does.
@@ -53,7 +55,8 @@ pub fn value_hex(v: u64, table: Names, unknown: &str) -> String {
 
 /// `O_*` besides the access mode: `include/uapi/asm-generic/fcntl.h` (x86 uses the generic
 /// values). `O_SYNC` is `__O_SYNC|O_DSYNC` and `O_TMPFILE` is `__O_TMPFILE|O_DIRECTORY`, so
-/// they come before their parts.
+/// they come before their parts. The order is the one strace 6.1 prints (checked on this
+/// machine), `FASYNC` last.
 pub static OPEN_FLAGS: Names = &[
     (0o100, "O_CREAT"),
     (0o200, "O_EXCL"),
@@ -63,19 +66,24 @@ pub static OPEN_FLAGS: Names = &[
     (0o4000, "O_NONBLOCK"),
     (0o4010000, "O_SYNC"),
     (0o10000, "O_DSYNC"),
-    (0o20000, "O_ASYNC"),
     (0o40000, "O_DIRECT"),
     (0o100000, "O_LARGEFILE"),
-    (0o20200000, "O_TMPFILE"),
-    (0o200000, "O_DIRECTORY"),
     (0o400000, "O_NOFOLLOW"),
     (0o1000000, "O_NOATIME"),
     (0o2000000, "O_CLOEXEC"),
     (0o10000000, "O_PATH"),
+    (0o20200000, "O_TMPFILE"),
+    (0o200000, "O_DIRECTORY"),
+    (0o20000, "FASYNC"),
 ];
 
 /// Access modes (`O_ACCMODE` = 3).
-pub static ACCESS_MODES: Names = &[(0, "O_RDONLY"), (1, "O_WRONLY"), (2, "O_RDWR"), (3, "O_ACCMODE")];
+pub static ACCESS_MODES: Names = &[
+    (0, "O_RDONLY"),
+    (1, "O_WRONLY"),
+    (2, "O_RDWR"),
+    (3, "O_ACCMODE"),
+];
 
 /// `AT_*`: `include/uapi/linux/fcntl.h`.
 pub static AT_FLAGS: Names = &[
@@ -106,7 +114,11 @@ pub static PROT: Names = &[
 ];
 
 /// `MAP_*` sharing types (low nibble, `MAP_TYPE` = 0xf): `include/uapi/linux/mman.h`.
-pub static MAP_TYPES: Names = &[(1, "MAP_SHARED"), (2, "MAP_PRIVATE"), (3, "MAP_SHARED_VALIDATE")];
+pub static MAP_TYPES: Names = &[
+    (1, "MAP_SHARED"),
+    (2, "MAP_PRIVATE"),
+    (3, "MAP_SHARED_VALIDATE"),
+];
 
 /// `MAP_*` flags: `include/uapi/asm-generic/mman-common.h`, `mman.h` and
 /// `arch/x86/include/uapi/asm/mman.h` (`MAP_32BIT`).
@@ -129,7 +141,11 @@ pub static MAP_FLAGS: Names = &[
 ];
 
 /// `MREMAP_*`: `include/uapi/linux/mman.h`.
-pub static MREMAP: Names = &[(1, "MREMAP_MAYMOVE"), (2, "MREMAP_FIXED"), (4, "MREMAP_DONTUNMAP")];
+pub static MREMAP: Names = &[
+    (1, "MREMAP_MAYMOVE"),
+    (2, "MREMAP_FIXED"),
+    (4, "MREMAP_DONTUNMAP"),
+];
 
 /// `MADV_*`: `include/uapi/asm-generic/mman-common.h`.
 pub static MADVISE: Names = &[
@@ -161,15 +177,48 @@ pub static MADVISE: Names = &[
 ];
 
 /// `SEEK_*`: `include/uapi/linux/fs.h`.
-pub static WHENCE: Names =
-    &[(0, "SEEK_SET"), (1, "SEEK_CUR"), (2, "SEEK_END"), (3, "SEEK_DATA"), (4, "SEEK_HOLE")];
+pub static WHENCE: Names = &[
+    (0, "SEEK_SET"),
+    (1, "SEEK_CUR"),
+    (2, "SEEK_END"),
+    (3, "SEEK_DATA"),
+    (4, "SEEK_HOLE"),
+];
 
 /// Signal names, index = number: `arch/x86/include/uapi/asm/signal.h`.
 pub static SIGNALS: [&str; 32] = [
-    "0", "SIGHUP", "SIGINT", "SIGQUIT", "SIGILL", "SIGTRAP", "SIGABRT", "SIGBUS", "SIGFPE",
-    "SIGKILL", "SIGUSR1", "SIGSEGV", "SIGUSR2", "SIGPIPE", "SIGALRM", "SIGTERM", "SIGSTKFLT",
-    "SIGCHLD", "SIGCONT", "SIGSTOP", "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGURG", "SIGXCPU",
-    "SIGXFSZ", "SIGVTALRM", "SIGPROF", "SIGWINCH", "SIGIO", "SIGPWR", "SIGSYS",
+    "0",
+    "SIGHUP",
+    "SIGINT",
+    "SIGQUIT",
+    "SIGILL",
+    "SIGTRAP",
+    "SIGABRT",
+    "SIGBUS",
+    "SIGFPE",
+    "SIGKILL",
+    "SIGUSR1",
+    "SIGSEGV",
+    "SIGUSR2",
+    "SIGPIPE",
+    "SIGALRM",
+    "SIGTERM",
+    "SIGSTKFLT",
+    "SIGCHLD",
+    "SIGCONT",
+    "SIGSTOP",
+    "SIGTSTP",
+    "SIGTTIN",
+    "SIGTTOU",
+    "SIGURG",
+    "SIGXCPU",
+    "SIGXFSZ",
+    "SIGVTALRM",
+    "SIGPROF",
+    "SIGWINCH",
+    "SIGIO",
+    "SIGPWR",
+    "SIGSYS",
 ];
 
 /// The kernel's first real-time signal (`SIGRTMIN` = 32; glibc reserves 32 and 33).
@@ -627,16 +676,31 @@ pub static PRCTL: Names = &[
 ];
 
 /// `LOCK_*`: `include/uapi/asm-generic/fcntl.h`.
-pub static FLOCK_OPS: Names = &[(1, "LOCK_SH"), (2, "LOCK_EX"), (4, "LOCK_NB"), (8, "LOCK_UN")];
+pub static FLOCK_OPS: Names = &[
+    (1, "LOCK_SH"),
+    (2, "LOCK_EX"),
+    (4, "LOCK_NB"),
+    (8, "LOCK_UN"),
+];
 
 /// `EPOLL_CTL_*`: `include/uapi/linux/eventpoll.h`.
-pub static EPOLL_CTL: Names = &[(1, "EPOLL_CTL_ADD"), (2, "EPOLL_CTL_DEL"), (3, "EPOLL_CTL_MOD")];
+pub static EPOLL_CTL: Names = &[
+    (1, "EPOLL_CTL_ADD"),
+    (2, "EPOLL_CTL_DEL"),
+    (3, "EPOLL_CTL_MOD"),
+];
 
 /// `GRND_*`: `include/uapi/linux/random.h`.
-pub static GETRANDOM: Names = &[(1, "GRND_NONBLOCK"), (2, "GRND_RANDOM"), (4, "GRND_INSECURE")];
+pub static GETRANDOM: Names = &[
+    (1, "GRND_NONBLOCK"),
+    (2, "GRND_RANDOM"),
+    (4, "GRND_INSECURE"),
+];
 
-/// `STATX_*` mask bits: `include/uapi/linux/stat.h` (`STATX_BASIC_STATS` = 0x7ff first).
+/// `STATX_*` mask bits: `include/uapi/linux/stat.h` (`STATX_ALL` = 0xfff and
+/// `STATX_BASIC_STATS` = 0x7ff first, as strace prints them).
 pub static STATX_MASK: Names = &[
+    (0xfff, "STATX_ALL"),
     (0x7ff, "STATX_BASIC_STATS"),
     (0x1, "STATX_TYPE"),
     (0x2, "STATX_MODE"),
@@ -683,4 +747,117 @@ pub static FILE_TYPES: Names = &[
 ];
 
 /// Set-id and sticky bits, shown by name in `st_mode`.
-pub static MODE_SPECIAL: Names = &[(0o4000, "S_ISUID"), (0o2000, "S_ISGID"), (0o1000, "S_ISVTX")];
+pub static MODE_SPECIAL: Names = &[
+    (0o4000, "S_ISUID"),
+    (0o2000, "S_ISGID"),
+    (0o1000, "S_ISVTX"),
+];
+
+/// `SO_*` options of `SOL_SOCKET`: `include/uapi/asm-generic/socket.h` (x86 uses it).
+pub static SO_OPTS: Names = &[
+    (1, "SO_DEBUG"),
+    (2, "SO_REUSEADDR"),
+    (3, "SO_TYPE"),
+    (4, "SO_ERROR"),
+    (5, "SO_DONTROUTE"),
+    (6, "SO_BROADCAST"),
+    (7, "SO_SNDBUF"),
+    (8, "SO_RCVBUF"),
+    (9, "SO_KEEPALIVE"),
+    (10, "SO_OOBINLINE"),
+    (11, "SO_NO_CHECK"),
+    (12, "SO_PRIORITY"),
+    (13, "SO_LINGER"),
+    (14, "SO_BSDCOMPAT"),
+    (15, "SO_REUSEPORT"),
+    (16, "SO_PASSCRED"),
+    (17, "SO_PEERCRED"),
+    (18, "SO_RCVLOWAT"),
+    (19, "SO_SNDLOWAT"),
+    (20, "SO_RCVTIMEO_OLD"),
+    (21, "SO_SNDTIMEO_OLD"),
+    (25, "SO_BINDTODEVICE"),
+    (30, "SO_ACCEPTCONN"),
+    (31, "SO_PEERSEC"),
+    (32, "SO_SNDBUFFORCE"),
+    (33, "SO_RCVBUFFORCE"),
+    (34, "SO_PASSSEC"),
+    (36, "SO_MARK"),
+    (38, "SO_PROTOCOL"),
+    (39, "SO_DOMAIN"),
+    (40, "SO_RXQ_OVFL"),
+    (42, "SO_PEEK_OFF"),
+    (46, "SO_BUSY_POLL"),
+    (49, "SO_INCOMING_CPU"),
+    (60, "SO_ZEROCOPY"),
+];
+
+/// `IP_*` options of `SOL_IP`: `include/uapi/linux/in.h`.
+pub static IP_OPTS: Names = &[
+    (1, "IP_TOS"),
+    (2, "IP_TTL"),
+    (3, "IP_HDRINCL"),
+    (4, "IP_OPTIONS"),
+    (6, "IP_RECVOPTS"),
+    (7, "IP_RETOPTS"),
+    (8, "IP_PKTINFO"),
+    (10, "IP_MTU_DISCOVER"),
+    (11, "IP_RECVERR"),
+    (12, "IP_RECVTTL"),
+    (13, "IP_RECVTOS"),
+    (14, "IP_MTU"),
+    (15, "IP_FREEBIND"),
+    (32, "IP_MULTICAST_IF"),
+    (33, "IP_MULTICAST_TTL"),
+    (34, "IP_MULTICAST_LOOP"),
+    (35, "IP_ADD_MEMBERSHIP"),
+    (36, "IP_DROP_MEMBERSHIP"),
+];
+
+/// `IPV6_*` options of `SOL_IPV6`: `include/uapi/linux/in6.h`.
+pub static IPV6_OPTS: Names = &[
+    (16, "IPV6_UNICAST_HOPS"),
+    (23, "IPV6_MTU_DISCOVER"),
+    (25, "IPV6_RECVERR"),
+    (26, "IPV6_V6ONLY"),
+    (49, "IPV6_RECVPKTINFO"),
+];
+
+/// `TCP_*` options of `SOL_TCP`: `include/uapi/linux/tcp.h`.
+pub static TCP_OPTS: Names = &[
+    (1, "TCP_NODELAY"),
+    (2, "TCP_MAXSEG"),
+    (3, "TCP_CORK"),
+    (4, "TCP_KEEPIDLE"),
+    (5, "TCP_KEEPINTVL"),
+    (6, "TCP_KEEPCNT"),
+    (7, "TCP_SYNCNT"),
+    (8, "TCP_LINGER2"),
+    (9, "TCP_DEFER_ACCEPT"),
+    (10, "TCP_WINDOW_CLAMP"),
+    (11, "TCP_INFO"),
+    (12, "TCP_QUICKACK"),
+    (13, "TCP_CONGESTION"),
+    (18, "TCP_USER_TIMEOUT"),
+    (23, "TCP_FASTOPEN"),
+    (25, "TCP_NOTSENT_LOWAT"),
+];
+
+/// `POSIX_FADV_*`: `include/uapi/linux/fadvise.h` (x86 uses 4 and 5 for DONTNEED/NOREUSE).
+pub static FADVISE: Names = &[
+    (0, "POSIX_FADV_NORMAL"),
+    (1, "POSIX_FADV_RANDOM"),
+    (2, "POSIX_FADV_SEQUENTIAL"),
+    (3, "POSIX_FADV_WILLNEED"),
+    (4, "POSIX_FADV_DONTNEED"),
+    (5, "POSIX_FADV_NOREUSE"),
+];
+
+/// `MFD_*`: `include/uapi/linux/memfd.h`.
+pub static MEMFD_FLAGS: Names = &[
+    (0x1, "MFD_CLOEXEC"),
+    (0x2, "MFD_ALLOW_SEALING"),
+    (0x4, "MFD_HUGETLB"),
+    (0x8, "MFD_NOEXEC_SEAL"),
+    (0x10, "MFD_EXEC"),
+];

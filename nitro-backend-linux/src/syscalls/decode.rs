@@ -28,7 +28,12 @@ pub struct DecodeOptions {
 
 impl Default for DecodeOptions {
     fn default() -> Self {
-        DecodeOptions { string_limit: 32, max_array: 32, verbose: false, compat: false }
+        DecodeOptions {
+            string_limit: 32,
+            max_array: 32,
+            verbose: false,
+            compat: false,
+        }
     }
 }
 
@@ -108,12 +113,23 @@ pub fn decode_enter(
     mem: &dyn VirtRead,
     opts: &DecodeOptions,
 ) -> Vec<Arg> {
-    let cx = Ctx { info, raw: fix_width(raw, opts.compat), g: Guest { mem, compat: opts.compat }, opts };
+    let cx = Ctx {
+        info,
+        raw: fix_width(raw, opts.compat),
+        g: Guest {
+            mem,
+            compat: opts.compat,
+        },
+        opts,
+    };
     let mut args: Vec<Arg> = info
         .args
         .iter()
         .enumerate()
-        .map(|(i, spec)| Arg { name: spec.name, value: enter_value(&cx, spec.kind, cx.reg(i as u8)) })
+        .map(|(i, spec)| Arg {
+            name: spec.name,
+            value: enter_value(&cx, spec.name, spec.kind, cx.reg(i as u8)),
+        })
         .collect();
     shape::shape(info, &cx.raw, &mut args);
     args
@@ -130,14 +146,28 @@ pub fn decode_exit(
     mem: &dyn VirtRead,
     opts: &DecodeOptions,
 ) {
-    let cx = Ctx { info, raw: fix_width(raw, opts.compat), g: Guest { mem, compat: opts.compat }, opts };
-    let ret = if opts.compat { i64::from(ret as u32 as i32) } else { ret };
+    let cx = Ctx {
+        info,
+        raw: fix_width(raw, opts.compat),
+        g: Guest {
+            mem,
+            compat: opts.compat,
+        },
+        opts,
+    };
+    let ret = if opts.compat {
+        i64::from(ret as u32 as i32)
+    } else {
+        ret
+    };
     let failed = (-4095..0).contains(&ret);
     for (i, spec) in info.args.iter().enumerate() {
         if !spec.kind.is_output() {
             continue;
         }
-        let Some(arg) = args.iter_mut().find(|a| a.name == spec.name) else { continue };
+        let Some(arg) = args.iter_mut().find(|a| a.name == spec.name) else {
+            continue;
+        };
         let addr = cx.reg(i as u8);
         if failed {
             if matches!(arg.value, ArgValue::Pending) {
@@ -151,11 +181,28 @@ pub fn decode_exit(
     }
 }
 
-fn enter_value(cx: &Ctx, kind: ArgKind, v: u64) -> ArgValue {
+/// `Int` parameters whose C type is `long`, `loff_t` or `size_t`-like; every other `Int` is a
+/// C `int` (pid_t, uid_t, ...), of which only the low 32 bits of the register count
+/// (busybox passes -1 as 0x00000000ffffffff).
+const LONG_INT_NAMES: &[&str] = &[
+    "offset",
+    "pos",
+    "len",
+    "length",
+    "size",
+    "nbytes",
+    "msgtyp",
+    "pos_l",
+    "pos_h",
+    "increment",
+];
+
+fn enter_value(cx: &Ctx, name: &str, kind: ArgKind, v: u64) -> ArgValue {
     use ArgKind::*;
     let o = cx.opts;
     match kind {
-        Int => ArgValue::Int(cx.long(v)),
+        Int if LONG_INT_NAMES.contains(&name) => ArgValue::Int(cx.long(v)),
+        Int => ArgValue::Int(cx.int(v)),
         UInt | Size => ArgValue::UInt(v),
         Hex => ArgValue::Sym(hex0(v)),
         Ptr => ArgValue::Ptr(v),
@@ -172,6 +219,8 @@ fn enter_value(cx: &Ctx, kind: ArgKind, v: u64) -> ArgValue {
         Buf { len_arg } => cx.buffer(v, cx.reg(len_arg)),
         OpenFlags => ArgValue::Sym(open_flags(v & 0xffff_ffff)),
         FdFlags => ArgValue::Sym(flags(v & 0xffff_ffff, consts::OPEN_FLAGS, "0")),
+        FdFlagsNamed { prefix } => ArgValue::Sym(fd_flags_named(v & 0xffff_ffff, prefix)),
+        MemfdFlags => ArgValue::Sym(flags(v & 0xffff_ffff, consts::MEMFD_FLAGS, "0")),
         Mode => ArgValue::Sym(mode(v & 0xffff_ffff)),
         AtFlags => ArgValue::Sym(at_flags(cx, v & 0xffff_ffff)),
         AccessMode => ArgValue::Sym(flags(v & 0xffff_ffff, consts::ACCESS_OK, "F_OK")),
@@ -207,12 +256,18 @@ fn enter_value(cx: &Ctx, kind: ArgKind, v: u64) -> ArgValue {
         SocketProto => ArgValue::Sym(socket_proto(cx.reg(0) & 0xffff_ffff, v & 0xffff_ffff)),
         SockFlags => ArgValue::Sym(flags(v & 0xffff_ffff, consts::SOCK_FLAGS, "0")),
         SockOptLevel => ArgValue::Sym(value(v & 0xffff_ffff, consts::SOL_LEVELS)),
+        SockOptName => ArgValue::Sym(sockopt_name(cx.reg(1) & 0xffff_ffff, v & 0xffff_ffff)),
+        SockOptVal { len_arg } => sockopt_val(cx, v, cx.reg(len_arg) & 0xffff_ffff),
         MsgFlags => ArgValue::Sym(flags(v & 0xffff_ffff, consts::MSG_FLAGS, "0")),
-        MsgHdr => cx.or_addr(v, structs::msghdr(&cx.g, v, None, o.string_limit, o.max_array)),
+        MsgHdr => cx.or_addr(
+            v,
+            structs::msghdr(&cx.g, v, None, o.string_limit, o.max_array),
+        ),
         ShutdownHow => ArgValue::Sym(value(v & 0xffff_ffff, consts::SHUTDOWN)),
         FcntlCmd => ArgValue::Sym(value_hex(v & 0xffff_ffff, consts::FCNTL_CMDS, "F_???")),
         FcntlArg { cmd_arg } => fcntl_arg(cx, cx.reg(cmd_arg) & 0xffff_ffff, v),
         IoctlRequest => ArgValue::Sym(ioctl_request(v & 0xffff_ffff)),
+        IoctlArg => ArgValue::Ptr(v),
         StatxMask => ArgValue::Sym(flags(v & 0xffff_ffff, consts::STATX_MASK, "0")),
         Timespec => cx.or_addr(v, structs::timespec(&cx.g, v, cx.small_time())),
         Timeval => cx.or_addr(v, structs::timeval(&cx.g, v)),
@@ -225,20 +280,47 @@ fn enter_value(cx: &Ctx, kind: ArgKind, v: u64) -> ArgValue {
         PrctlOption => ArgValue::Sym(value_hex(v & 0xffff_ffff, consts::PRCTL, "PR_???")),
         MremapFlags => ArgValue::Sym(flags(v & 0xffff_ffff, consts::MREMAP, "0")),
         MadviseAdvice => ArgValue::Sym(value(v & 0xffff_ffff, consts::MADVISE)),
-        PollFds { count_arg } => {
-            cx.or_addr(v, structs::pollfds(&cx.g, v, cx.reg(count_arg) & 0xffff_ffff, o.max_array))
-        }
+        FadviseAdvice => ArgValue::Sym(value(v & 0xffff_ffff, consts::FADVISE)),
+        PollFds { count_arg } => cx.or_addr(
+            v,
+            structs::pollfds(&cx.g, v, cx.reg(count_arg) & 0xffff_ffff, o.max_array),
+        ),
         Iovec { count_arg } => cx.or_addr(
             v,
-            structs::iovec(&cx.g, v, cx.reg(count_arg) & 0xffff_ffff, None, o.string_limit, o.max_array),
+            structs::iovec(
+                &cx.g,
+                v,
+                cx.reg(count_arg) & 0xffff_ffff,
+                None,
+                o.string_limit,
+                o.max_array,
+            ),
         ),
         FlockOp => ArgValue::Sym(flags(v & 0xffff_ffff, consts::FLOCK_OPS, "0")),
         EpollCtlOp => ArgValue::Sym(value(v & 0xffff_ffff, consts::EPOLL_CTL)),
         GetrandomFlags => ArgValue::Sym(flags(v & 0xffff_ffff, consts::GETRANDOM, "0")),
         // Output arguments: known at exit.
-        PathOut | BufOut { .. } | SigActionOut | SigSetOut | WaitStatus | SockaddrOut { .. }
-        | MsgHdrOut | PipeFds | StatBuf | StatxBuf | TimespecOut | TimevalOut | RlimitOut
-        | IovecOut { .. } | UnameBuf | Getdents => {
+        PathOut
+        | BufOut { .. }
+        | BufOutHex { .. }
+        | SigActionOut
+        | SigSetOut
+        | WaitStatus
+        | SockaddrOut { .. }
+        | MsgHdrOut
+        | PipeFds
+        | StatBuf
+        | Stat64Buf
+        | StatxBuf
+        | TimespecOut
+        | TimevalOut
+        | RlimitOut
+        | IovecOut { .. }
+        | UnameBuf
+        | Getdents
+        | U32ArrayOut { .. }
+        | SockOptValOut { .. }
+        | SysinfoOut => {
             if v == 0 {
                 ArgValue::Ptr(0)
             } else {
@@ -258,6 +340,21 @@ fn exit_value(cx: &Ctx, kind: ArgKind, addr: u64, ret: i64, prev: &ArgValue) -> 
     let v = match kind {
         PathOut => cx.string(addr, PATH_MAX),
         BufOut { .. } => cx.buffer(addr, uret),
+        BufOutHex { .. } => match cx.g.buffer(addr, uret, o.string_limit) {
+            Some((bytes, truncated)) => {
+                let mut s = String::with_capacity(bytes.len() * 4 + 5);
+                s.push('"');
+                for b in &bytes {
+                    s.push_str(&format!("\\x{b:02x}"));
+                }
+                s.push('"');
+                if truncated {
+                    s.push_str("...");
+                }
+                ArgValue::Sym(s)
+            }
+            None => ArgValue::Unreadable(addr),
+        },
         SigActionOut => cx.or_addr(addr, structs::sigaction(&cx.g, addr)),
         SigSetOut => cx.or_addr(addr, structs::read_sigset(&cx.g, addr)),
         WaitStatus => {
@@ -283,29 +380,77 @@ fn exit_value(cx: &Ctx, kind: ArgKind, addr: u64, ret: i64, prev: &ArgValue) -> 
                 _ => ArgValue::Array(vec![ArgValue::UInt(u64::from(after))]),
             }
         }
-        MsgHdrOut => cx.or_addr(addr, structs::msghdr(&cx.g, addr, Some(uret), o.string_limit, o.max_array)),
+        MsgHdrOut => cx.or_addr(
+            addr,
+            structs::msghdr(&cx.g, addr, Some(uret), o.string_limit, o.max_array),
+        ),
         PipeFds => match (cx.g.i32(addr), cx.g.i32(addr.wrapping_add(4))) {
-            (Some(a), Some(b)) => ArgValue::Array(vec![ArgValue::Int(a.into()), ArgValue::Int(b.into())]),
+            (Some(a), Some(b)) => {
+                ArgValue::Array(vec![ArgValue::Int(a.into()), ArgValue::Int(b.into())])
+            }
             _ => ArgValue::Unreadable(addr),
         },
         StatBuf => {
             if cx.g.compat {
+                // The i386 `struct stat` of stat/fstat/lstat (106-108) is not decoded.
                 ArgValue::Ptr(addr)
             } else {
-                cx.or_addr(addr, structs::stat64(&cx.g, addr, o.verbose))
+                cx.or_addr(
+                    addr,
+                    structs::stat(&cx.g, addr, &structs::STAT_X86_64, o.verbose),
+                )
             }
         }
+        Stat64Buf => cx.or_addr(
+            addr,
+            structs::stat(&cx.g, addr, &structs::STAT64_I386, o.verbose),
+        ),
         StatxBuf => cx.or_addr(addr, structs::statx(&cx.g, addr, o.verbose)),
         TimespecOut => cx.or_addr(addr, structs::timespec(&cx.g, addr, cx.small_time())),
         TimevalOut => cx.or_addr(addr, structs::timeval(&cx.g, addr)),
-        RlimitOut => cx.or_addr(addr, structs::rlimit(&cx.g, addr, cx.info.name == "prlimit64")),
+        RlimitOut => cx.or_addr(
+            addr,
+            structs::rlimit(&cx.g, addr, cx.info.name == "prlimit64"),
+        ),
         IovecOut { count_arg } => cx.or_addr(
             addr,
-            structs::iovec(&cx.g, addr, cx.reg(count_arg) & 0xffff_ffff, Some(uret), o.string_limit, o.max_array),
+            structs::iovec(
+                &cx.g,
+                addr,
+                cx.reg(count_arg) & 0xffff_ffff,
+                Some(uret),
+                o.string_limit,
+                o.max_array,
+            ),
         ),
         UnameBuf => cx.or_addr(addr, structs::utsname(&cx.g, addr, o.verbose)),
+        IoctlArg => ioctl_arg(cx, cx.reg(1) & 0xffff_ffff, addr)?,
+        SockOptValOut { len_arg } => {
+            let len = cx.g.u32(cx.reg(len_arg)).map(u64::from).unwrap_or(0);
+            sockopt_val(cx, addr, len)
+        }
+        SysinfoOut => cx.or_addr(addr, structs::sysinfo(&cx.g, addr)),
+        U32ArrayOut { count_arg } => {
+            let n = uret.min(cx.reg(count_arg) & 0xffff_ffff);
+            let shown = n.min(o.max_array as u64);
+            let mut items = Vec::new();
+            for i in 0..shown {
+                match cx.g.u32(addr.wrapping_add(i * 4)) {
+                    Some(v) => items.push(ArgValue::UInt(u64::from(v))),
+                    None => return Some(ArgValue::Unreadable(addr)),
+                }
+            }
+            if n > shown {
+                items.push(ArgValue::Sym("...".into()));
+            }
+            ArgValue::Array(items)
+        }
         Getdents => {
-            let off = if cx.info.name == "getdents" && cx.g.compat { 8 } else { 16 };
+            let off = if cx.info.name == "getdents" && cx.g.compat {
+                8
+            } else {
+                16
+            };
             match structs::dirent_count(&cx.g, addr, uret, off) {
                 Some(n) => ArgValue::Struct(format!("{addr:#x} /* {n} entries */")),
                 None => ArgValue::Unreadable(addr),
@@ -314,6 +459,67 @@ fn exit_value(cx: &Ctx, kind: ArgKind, addr: u64, ret: i64, prev: &ArgValue) -> 
         _ => return None,
     };
     Some(v)
+}
+
+fn sockopt_name(level: u64, v: u64) -> String {
+    let table = match level {
+        1 => consts::SO_OPTS,
+        0 => consts::IP_OPTS,
+        41 => consts::IPV6_OPTS,
+        6 => consts::TCP_OPTS,
+        _ => return v.to_string(),
+    };
+    value(v, table)
+}
+
+/// An option value: `[1]` when it is an `int` (4 bytes), else the bytes quoted.
+fn sockopt_val(cx: &Ctx, addr: u64, len: u64) -> ArgValue {
+    if addr == 0 {
+        return ArgValue::Ptr(0);
+    }
+    if len == 4 {
+        return match cx.g.i32(addr) {
+            Some(v) => ArgValue::Array(vec![ArgValue::Int(v.into())]),
+            None => ArgValue::Unreadable(addr),
+        };
+    }
+    cx.buffer(addr, len)
+}
+
+/// The ioctl argument after a successful call, for the requests that write a known type
+/// (`include/uapi/asm-generic/ioctls.h`; `struct winsize` of `asm-generic/termios.h`).
+fn ioctl_arg(cx: &Ctx, req: u64, addr: u64) -> Option<ArgValue> {
+    match req {
+        // FIONREAD, TIOCOUTQ, TIOCGPGRP, TIOCGSID, TIOCGETD, TIOCGPTN, TIOCMGET
+        0x541B | 0x5411 | 0x540F | 0x5429 | 0x5424 | 0x8004_5430 | 0x5415 => {
+            Some(match cx.g.i32(addr) {
+                Some(v) => ArgValue::Array(vec![ArgValue::Int(v.into())]),
+                None => ArgValue::Unreadable(addr),
+            })
+        }
+        // TIOCGWINSZ
+        0x5413 => {
+            let b = cx.g.bytes(addr, 8);
+            Some(match b {
+                Some(b) => {
+                    let h = |i: usize| {
+                        b.get(i..i + 2)
+                            .map(|x| u16::from_le_bytes([x[0], x[1]]))
+                            .unwrap_or(0)
+                    };
+                    ArgValue::Struct(format!(
+                        "{{ws_row={}, ws_col={}, ws_xpixel={}, ws_ypixel={}}}",
+                        h(0),
+                        h(2),
+                        h(4),
+                        h(6)
+                    ))
+                }
+                None => ArgValue::Unreadable(addr),
+            })
+        }
+        _ => None,
+    }
 }
 
 /// `O_RDONLY|O_CLOEXEC`: the access mode always, then the other flags.
@@ -325,6 +531,27 @@ pub fn open_flags(v: u64) -> String {
     } else {
         format!("{acc}|{}", flags(rest, consts::OPEN_FLAGS, "0"))
     }
+}
+
+/// `EFD_CLOEXEC|EFD_NONBLOCK`: the `O_CLOEXEC`/`O_NONBLOCK` bits under the call's prefix
+/// (`include/uapi/linux/eventpoll.h`, `eventfd.h`, `inotify.h`, `signalfd.h`, `timerfd.h`
+/// define them as the `O_*` values); other bits in hex.
+fn fd_flags_named(v: u64, prefix: &str) -> String {
+    if v == 0 {
+        return "0".into();
+    }
+    let mut parts = Vec::new();
+    if v & 0o2000000 != 0 {
+        parts.push(format!("{prefix}CLOEXEC"));
+    }
+    if v & 0o4000 != 0 {
+        parts.push(format!("{prefix}NONBLOCK"));
+    }
+    let rest = v & !(0o2000000 | 0o4000);
+    if rest != 0 {
+        parts.push(format!("{rest:#x}"));
+    }
+    parts.join("|")
 }
 
 fn at_flags(cx: &Ctx, v: u64) -> String {
@@ -418,7 +645,12 @@ pub fn ioctl_request(v: u64) -> String {
         2 => "_IOC_READ",
         _ => "_IOC_READ|_IOC_WRITE",
     };
-    format!("_IOC({d}, {}, {}, {})", hex0((v >> 8) & 0xff), hex0(v & 0xff), hex0(size))
+    format!(
+        "_IOC({d}, {}, {}, {})",
+        hex0((v >> 8) & 0xff),
+        hex0(v & 0xff),
+        hex0(size)
+    )
 }
 
 /// C's `%#x`: `0` for zero, `0x...` otherwise.

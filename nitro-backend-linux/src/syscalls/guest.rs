@@ -77,8 +77,10 @@ impl<'a> Guest<'a> {
             return None;
         }
         let limit = limit.min(MAX_READ);
-        let (mut s, terminated) =
-            self.mem.read_cstring_prefix(VirtAddr(addr), limit.saturating_add(1)).ok()?;
+        let (mut s, terminated) = self
+            .mem
+            .read_cstring_prefix(VirtAddr(addr), limit.saturating_add(1))
+            .ok()?;
         if terminated {
             return Some((s, false));
         }
@@ -92,7 +94,7 @@ impl<'a> Guest<'a> {
 
     /// Reads up to `n` bytes as a buffer shown with `limit` bytes at most.
     pub fn buffer(&self, addr: u64, n: u64, limit: usize) -> Option<(Vec<u8>, bool)> {
-        let take = n.min(limit as u64) as usize;
+        let take = n.min(limit as u64).min(MAX_READ as u64) as usize;
         if addr == 0 {
             return None;
         }

@@ -33,12 +33,25 @@ pub enum ArgKind {
         /// Index of the capacity argument.
         len_arg: u8,
     },
+    /// An output buffer shown in `\x` hex escapes at exit, as strace shows `getrandom`.
+    BufOutHex {
+        /// Index of the capacity argument.
+        len_arg: u8,
+    },
     /// A `size_t` (unsigned decimal).
     Size,
     /// `O_*` open flags with the access mode (`O_RDONLY|O_CLOEXEC`).
     OpenFlags,
     /// `O_*` flags without an access mode (`pipe2`, `dup3`, `eventfd2`...): `0` when empty.
     FdFlags,
+    /// `O_CLOEXEC`/`O_NONBLOCK` under a per-call prefix, as strace names them
+    /// (`EPOLL_CLOEXEC`, `EFD_NONBLOCK`, `IN_CLOEXEC`, `SFD_`, `TFD_`): `0` when empty.
+    FdFlagsNamed {
+        /// The prefix replacing `O_` (`"EFD_"`).
+        prefix: &'static str,
+    },
+    /// `MFD_*` (`memfd_create`).
+    MemfdFlags,
     /// A file mode in octal (`0644`), with `S_IF*` type bits when present.
     Mode,
     /// `AT_*` flags (`AT_EMPTY_PATH|AT_SYMLINK_NOFOLLOW`).
@@ -96,6 +109,21 @@ pub enum ArgKind {
     SockFlags,
     /// `SOL_SOCKET`, `SOL_TCP`...
     SockOptLevel,
+    /// A socket option name, by the level in argument 1 (`SO_REUSEADDR`, `TCP_NODELAY`).
+    SockOptName,
+    /// A `setsockopt` value of the length in argument `len_arg`: `[1]` for an `int`.
+    SockOptVal {
+        /// Index of the length argument.
+        len_arg: u8,
+    },
+    /// A `getsockopt` value, shown at exit with the length at the `socklen_t *` in argument
+    /// `len_arg`.
+    SockOptValOut {
+        /// Index of the `socklen_t *` argument.
+        len_arg: u8,
+    },
+    /// A `struct sysinfo` written by the kernel.
+    SysinfoOut,
     /// `MSG_*`.
     MsgFlags,
     /// A `struct msghdr` read at entry (`sendmsg`).
@@ -113,10 +141,21 @@ pub enum ArgKind {
     },
     /// An ioctl request (`TCGETS`, `FIONREAD`... or `_IOC(...)`).
     IoctlRequest,
+    /// The ioctl argument: an address, filled at a successful exit for the requests that
+    /// write an `int` (`FIONREAD` -> `[27]`) or a `struct winsize` (`TIOCGWINSZ`).
+    IoctlArg,
+    /// An array of 32-bit ids written by the kernel (`getgroups`): `min(ret, count)`
+    /// elements, shown at exit.
+    U32ArrayOut {
+        /// Index of the capacity argument.
+        count_arg: u8,
+    },
     /// `int[2]` written by the kernel (`pipe`, `socketpair`): `[3, 4]`.
     PipeFds,
     /// A `struct stat` written by the kernel: `{st_mode=S_IFREG|0644, st_size=1234, ...}`.
     StatBuf,
+    /// An i386 `struct stat64` written by the kernel (`stat64`, `fstat64`, `fstatat64`...).
+    Stat64Buf,
     /// A `struct statx` written by the kernel.
     StatxBuf,
     /// `STATX_*` mask.
@@ -149,6 +188,8 @@ pub enum ArgKind {
     MremapFlags,
     /// `MADV_*`.
     MadviseAdvice,
+    /// `POSIX_FADV_*`.
+    FadviseAdvice,
     /// `struct pollfd[count]`: `[{fd=3, events=POLLIN}]` (revents at exit).
     PollFds {
         /// Index of the count argument.
@@ -179,7 +220,10 @@ pub enum ArgKind {
 impl ArgKind {
     /// True when the decoder is more than a number (flags, strings, structs...).
     pub fn is_typed(&self) -> bool {
-        !matches!(self, ArgKind::Int | ArgKind::UInt | ArgKind::Hex | ArgKind::Ptr | ArgKind::Size)
+        !matches!(
+            self,
+            ArgKind::Int | ArgKind::UInt | ArgKind::Hex | ArgKind::Ptr | ArgKind::Size
+        )
     }
 
     /// True when the argument is filled by the kernel and is decoded at exit.
@@ -188,6 +232,11 @@ impl ArgKind {
             self,
             ArgKind::PathOut
                 | ArgKind::BufOut { .. }
+                | ArgKind::BufOutHex { .. }
+                | ArgKind::IoctlArg
+                | ArgKind::U32ArrayOut { .. }
+                | ArgKind::SockOptValOut { .. }
+                | ArgKind::SysinfoOut
                 | ArgKind::SigActionOut
                 | ArgKind::SigSetOut
                 | ArgKind::WaitStatus
@@ -196,11 +245,11 @@ impl ArgKind {
                 | ArgKind::MsgHdrOut
                 | ArgKind::PipeFds
                 | ArgKind::StatBuf
+                | ArgKind::Stat64Buf
                 | ArgKind::StatxBuf
                 | ArgKind::TimespecOut
                 | ArgKind::TimevalOut
                 | ArgKind::RlimitOut
-                | ArgKind::PollFds { .. }
                 | ArgKind::IovecOut { .. }
                 | ArgKind::UnameBuf
                 | ArgKind::Getdents

@@ -46,30 +46,16 @@ mod testmem;
 #[cfg(test)]
 mod tests;
 #[cfg(all(test, target_os = "linux", target_arch = "x86_64"))]
-mod tests_real;
-#[cfg(all(test, target_os = "linux", target_arch = "x86_64"))]
 mod tests_ptrace;
+#[cfg(all(test, target_os = "linux", target_arch = "x86_64"))]
+mod tests_real;
 
 pub use decode::{decode_enter, decode_exit, futex_op, ioctl_request, open_flags, DecodeOptions};
 pub use errno::{errno_from_name, errno_message, errno_name, is_restart_code};
 pub use kind::ArgKind;
 pub use structs::{mode, signal_name, sigset, wait_status};
 pub use table::{ArgSpec, Classes, RetKind, SyscallInfo};
-pub use value::{escape_into, ptr_text, Arg, ArgValue};
-
-use serde::Serialize;
-
-/// A return value as strace shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ReturnValue {
-    /// The raw value (negative errno on failure).
-    pub value: i64,
-    /// The errno name on failure (`ENOENT`).
-    pub errno: Option<&'static str>,
-    /// strace's text: `3`, `-1 ENOENT (No such file or directory)`, `0x7f12a000`,
-    /// `? ERESTARTSYS (To be restarted if SA_RESTART is set)`.
-    pub text: String,
-}
+pub use value::{escape_into, ptr_text, Arg, ArgValue, ReturnValue};
 
 /// Formats a return value for `info` (errno name and message on failure, hex for
 /// address-returning calls, octal for `umask`). `ret` is the kernel's `rax`; for i386
@@ -77,7 +63,11 @@ pub struct ReturnValue {
 /// zero-extended so they are not taken for errors).
 pub fn format_return(info: &SyscallInfo, ret: i64) -> ReturnValue {
     if info.ret == RetKind::NoReturn {
-        return ReturnValue { value: ret, errno: None, text: "?".into() };
+        return ReturnValue {
+            value: ret,
+            errno: None,
+            text: "?".into(),
+        };
     }
     if (-4095..0).contains(&ret) {
         let n = ret.unsigned_abs();
@@ -88,7 +78,11 @@ pub fn format_return(info: &SyscallInfo, ret: i64) -> ReturnValue {
             Some(e) => format!("-1 {e} ({msg})"),
             None => format!("-1 ({msg})"),
         };
-        return ReturnValue { value: ret, errno: name, text };
+        return ReturnValue {
+            value: ret,
+            errno: name,
+            text,
+        };
     }
     let text = match info.ret {
         RetKind::Addr | RetKind::Hex => {
@@ -101,7 +95,72 @@ pub fn format_return(info: &SyscallInfo, ret: i64) -> ReturnValue {
         RetKind::Octal => structs::octal(ret as u64),
         _ => ret.to_string(),
     };
-    ReturnValue { value: ret, errno: None, text }
+    ReturnValue {
+        value: ret,
+        errno: None,
+        text,
+    }
+}
+
+/// [`format_return`] plus the notes strace adds from the arguments and memory:
+/// `fcntl(3, F_GETFL) = 0x8002 (flags O_RDWR|O_LARGEFILE)`, `F_GETFD` -> `0x1 (flags
+/// FD_CLOEXEC)`, `poll(...) = 1 ([{fd=5, revents=POLLOUT}])` and `= 0 (Timeout)`.
+/// Call it at the exit, while the arguments' memory is still the call's.
+pub fn format_return_full(
+    info: &SyscallInfo,
+    raw: &[u64; 6],
+    ret: i64,
+    mem: &dyn nitro_mem::VirtRead,
+    opts: &DecodeOptions,
+) -> ReturnValue {
+    let mut r = format_return(info, ret);
+    if r.errno.is_some() || ret < 0 {
+        return r;
+    }
+    let cmd = raw[1] & 0xffff_ffff;
+    match info.name {
+        "fcntl" | "fcntl64" if cmd == 1 && ret != 0 => {
+            r.text = format!(
+                "{ret:#x} (flags {})",
+                consts::flags(ret as u64, consts::FD_FLAGS, "0")
+            );
+        }
+        "fcntl" | "fcntl64" if cmd == 3 => {
+            let hex = if ret == 0 {
+                "0".to_string()
+            } else {
+                format!("{ret:#x}")
+            };
+            r.text = format!("{hex} (flags {})", open_flags(ret as u64));
+        }
+        "poll" if ret == 0 => r.text = "0 (Timeout)".into(),
+        "poll" => {
+            let g = guest::Guest {
+                mem,
+                compat: opts.compat,
+            };
+            let n = (raw[1] & 0xffff_ffff).min(opts.max_array as u64);
+            let mut parts = Vec::new();
+            for i in 0..n {
+                let at = raw[0].wrapping_add(i * 8);
+                let (Some(fd), Some(ev)) = (g.i32(at), g.u32(at.wrapping_add(4))) else {
+                    break;
+                };
+                let rev = u64::from(ev >> 16);
+                if rev != 0 {
+                    parts.push(format!(
+                        "{{fd={fd}, revents={}}}",
+                        consts::flags(rev, consts::POLL_EVENTS, "0")
+                    ));
+                }
+            }
+            if !parts.is_empty() {
+                r.text = format!("{ret} ([{}])", parts.join(", "));
+            }
+        }
+        _ => {}
+    }
+    r
 }
 
 /// strace's names for clone's arguments, in the order it prints them.

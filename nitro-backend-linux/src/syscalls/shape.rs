@@ -20,6 +20,17 @@ pub(super) fn shape(info: &SyscallInfo, raw: &[u64; 6], args: &mut Vec<Arg>) {
             }
         }
         "futex" | "futex_time64" => futex(raw, args),
+        "mmap2" => {
+            // strace shows mmap2's page offset in bytes (4 KiB pages on x86).
+            if let Some(a) = args.iter_mut().find(|a| a.name == "pgoff") {
+                let off = (raw[5] & 0xffff_ffff) << 12;
+                a.value = ArgValue::Sym(if off == 0 {
+                    "0".into()
+                } else {
+                    format!("{off:#x}")
+                });
+            }
+        }
         "clone" => {
             // strace shows parent_tid / child_tidptr / tls only when the flags use them
             // (CLONE_PARENT_SETTID|CLONE_PIDFD, CLONE_CHILD_SETTID|CLONE_CHILD_CLEARTID,

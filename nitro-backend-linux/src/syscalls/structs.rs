@@ -66,56 +66,116 @@ pub fn st_mode(v: u64) -> String {
 pub fn makedev(dev: u64) -> String {
     let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
     let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
-    let h = |v: u64| if v == 0 { "0".to_string() } else { format!("{v:#x}") };
+    let h = |v: u64| {
+        if v == 0 {
+            "0".to_string()
+        } else {
+            format!("{v:#x}")
+        }
+    };
     format!("makedev({}, {})", h(major), h(minor))
 }
 
-/// `struct stat` of x86-64 (`arch/x86/include/uapi/asm/stat.h`, 144 bytes): st_dev 0,
-/// st_ino 8, st_nlink 16, st_mode 24, st_uid 28, st_gid 32, st_rdev 40, st_size 48,
-/// st_blksize 56, st_blocks 64, st_atime 72 (+nsec 80), st_mtime 88 (+96), st_ctime 104 (+112).
-pub fn stat64(g: &Guest, addr: u64, verbose: bool) -> Option<String> {
-    let b = g.bytes(addr, 144)?;
-    let u64_at = |o: usize| -> u64 {
-        b.get(o..o + 8)
-            .and_then(|s| s.try_into().ok())
-            .map(u64::from_le_bytes)
-            .unwrap_or(0)
+/// Where the fields of a stat structure are: `(offset, width)` in bytes.
+pub struct StatLayout {
+    size: usize,
+    dev: (usize, usize),
+    ino: (usize, usize),
+    nlink: (usize, usize),
+    mode: usize,
+    uid: usize,
+    gid: usize,
+    rdev: (usize, usize),
+    st_size: (usize, usize),
+    blksize: (usize, usize),
+    blocks: (usize, usize),
+    /// atime, atime_nsec, mtime, mtime_nsec, ctime, ctime_nsec.
+    times: [(usize, usize); 6],
+}
+
+/// x86-64 `struct stat` (`arch/x86/include/uapi/asm/stat.h`, 144 bytes).
+pub const STAT_X86_64: StatLayout = StatLayout {
+    size: 144,
+    dev: (0, 8),
+    ino: (8, 8),
+    nlink: (16, 8),
+    mode: 24,
+    uid: 28,
+    gid: 32,
+    rdev: (40, 8),
+    st_size: (48, 8),
+    blksize: (56, 8),
+    blocks: (64, 8),
+    times: [(72, 8), (80, 8), (88, 8), (96, 8), (104, 8), (112, 8)],
+};
+
+/// i386 `struct stat64` (`arch/x86/include/uapi/asm/stat.h`, 96 bytes; `long long` is
+/// 4-byte aligned on i386): st_dev 0, __st_ino 12, st_mode 16, st_nlink 20, st_uid 24,
+/// st_gid 28, st_rdev 32, st_size 44, st_blksize 52, st_blocks 56, times from 64, st_ino 88.
+pub const STAT64_I386: StatLayout = StatLayout {
+    size: 96,
+    dev: (0, 8),
+    ino: (88, 8),
+    nlink: (20, 4),
+    mode: 16,
+    uid: 24,
+    gid: 28,
+    rdev: (32, 8),
+    st_size: (44, 8),
+    blksize: (52, 4),
+    blocks: (56, 8),
+    times: [(64, 4), (68, 4), (72, 4), (76, 4), (80, 4), (84, 4)],
+};
+
+/// A stat structure: `{st_mode=S_IFREG|0644, st_size=1234, ...}` (strace's short form), or
+/// every field with `verbose`; devices show `st_rdev=makedev(...)` instead of the size.
+pub fn stat(g: &Guest, addr: u64, l: &StatLayout, verbose: bool) -> Option<String> {
+    let b = g.bytes(addr, l.size)?;
+    let get = |(o, n): (usize, usize)| -> u64 {
+        let mut v = [0u8; 8];
+        if let (Some(src), Some(dst)) = (b.get(o..o + n), v.get_mut(..n)) {
+            dst.copy_from_slice(src);
+        }
+        let x = u64::from_le_bytes(v);
+        // Sign-extend 4-byte fields (times are signed longs).
+        if n == 4 {
+            x as u32 as i32 as i64 as u64
+        } else {
+            x
+        }
     };
-    let u32_at = |o: usize| -> u64 {
-        b.get(o..o + 4)
-            .and_then(|s| s.try_into().ok())
-            .map(u32::from_le_bytes)
-            .map(u64::from)
-            .unwrap_or(0)
-    };
-    let mode = u32_at(24);
+    let mode = get((l.mode, 4)) & 0xffff_ffff;
     let is_dev = matches!(mode & 0o170000, 0o020000 | 0o060000);
     let size_or_rdev = if is_dev {
-        format!("st_rdev={}", makedev(u64_at(40)))
+        format!("st_rdev={}", makedev(get(l.rdev)))
     } else {
-        format!("st_size={}", u64_at(48) as i64)
+        format!("st_size={}", get(l.st_size) as i64)
     };
     if !verbose {
-        return Some(format!("{{st_mode={}, {size_or_rdev}, ...}}", st_mode(mode)));
+        return Some(format!(
+            "{{st_mode={}, {size_or_rdev}, ...}}",
+            st_mode(mode)
+        ));
     }
+    let t = l.times.map(get);
     Some(format!(
         "{{st_dev={}, st_ino={}, st_mode={}, st_nlink={}, st_uid={}, st_gid={}, st_blksize={}, \
          st_blocks={}, {size_or_rdev}, st_atime={}, st_atime_nsec={}, st_mtime={}, \
          st_mtime_nsec={}, st_ctime={}, st_ctime_nsec={}}}",
-        makedev(u64_at(0)),
-        u64_at(8),
+        makedev(get(l.dev)),
+        get(l.ino),
         st_mode(mode),
-        u64_at(16),
-        u32_at(28),
-        u32_at(32),
-        u64_at(56) as i64,
-        u64_at(64) as i64,
-        u64_at(72) as i64,
-        u64_at(80),
-        u64_at(88) as i64,
-        u64_at(96),
-        u64_at(104) as i64,
-        u64_at(112),
+        get(l.nlink),
+        get((l.uid, 4)) as u32,
+        get((l.gid, 4)) as u32,
+        get(l.blksize) as i64,
+        get(l.blocks) as i64,
+        t[0] as i64,
+        t[1],
+        t[2] as i64,
+        t[3],
+        t[4] as i64,
+        t[5],
     ))
 }
 
@@ -167,7 +227,9 @@ pub fn sockaddr(g: &Guest, addr: u64, len: u64) -> Option<String> {
     let fam = value(family, consts::ADDRESS_FAMILIES);
     let be16 = |o: usize| b.get(o..o + 2).map(|s| u16::from_be_bytes([s[0], s[1]]));
     let le32 = |o: usize| {
-        b.get(o..o + 4).and_then(|s| s.try_into().ok()).map(u32::from_le_bytes)
+        b.get(o..o + 4)
+            .and_then(|s| s.try_into().ok())
+            .map(u32::from_le_bytes)
     };
     match family {
         2 if len >= 8 => {
@@ -179,7 +241,10 @@ pub fn sockaddr(g: &Guest, addr: u64, len: u64) -> Option<String> {
         }
         10 if len >= 24 => {
             let port = be16(2)?;
-            let flow = b.get(4..8).and_then(|s| s.try_into().ok()).map(u32::from_be_bytes)?;
+            let flow = b
+                .get(4..8)
+                .and_then(|s| s.try_into().ok())
+                .map(u32::from_be_bytes)?;
             let a: [u8; 16] = b.get(8..24)?.try_into().ok()?;
             let ip = Ipv6Addr::from(a);
             let scope = if len >= 28 { le32(24)? } else { 0 };
@@ -193,11 +258,17 @@ pub fn sockaddr(g: &Guest, addr: u64, len: u64) -> Option<String> {
             if path.first() == Some(&0) && path.len() > 1 {
                 // Abstract socket: the name is every byte after the leading NUL.
                 let name = path.get(1..).unwrap_or(&[]);
-                Some(format!("{{sa_family={fam}, sun_path=@{}}}", quoted(name, false)))
+                Some(format!(
+                    "{{sa_family={fam}, sun_path=@{}}}",
+                    quoted(name, false)
+                ))
             } else {
                 let end = path.iter().position(|&c| c == 0).unwrap_or(path.len());
                 let p = path.get(..end).unwrap_or(&[]);
-                Some(format!("{{sa_family={fam}, sun_path={}}}", quoted(p, false)))
+                Some(format!(
+                    "{{sa_family={fam}, sun_path={}}}",
+                    quoted(p, false)
+                ))
             }
         }
         16 if len >= 12 => Some(format!(
@@ -207,7 +278,10 @@ pub fn sockaddr(g: &Guest, addr: u64, len: u64) -> Option<String> {
         )),
         _ => {
             let data = b.get(2..).unwrap_or(&[]);
-            Some(format!("{{sa_family={fam}, sa_data={}}}", quoted(data, false)))
+            Some(format!(
+                "{{sa_family={fam}, sa_data={}}}",
+                quoted(data, false)
+            ))
         }
     }
 }
@@ -215,7 +289,10 @@ pub fn sockaddr(g: &Guest, addr: u64, len: u64) -> Option<String> {
 /// Signal name as strace shows it in a signal argument: `SIGTERM`, `SIGRTMIN`, `SIGRT_2`.
 pub fn signal_name(n: u64) -> String {
     match n {
-        1..=31 => consts::SIGNALS.get(n as usize).map(|s| s.to_string()).unwrap_or_default(),
+        1..=31 => consts::SIGNALS
+            .get(n as usize)
+            .map(|s| s.to_string())
+            .unwrap_or_default(),
         consts::SIGRTMIN => "SIGRTMIN".into(),
         33..=64 => format!("SIGRT_{}", n - consts::SIGRTMIN),
         _ => n.to_string(),
@@ -229,9 +306,15 @@ fn set_member_name(n: u64) -> String {
 
 /// A 64-signal set: `[INT TERM]`, or `~[KILL STOP]` when more than half are set (strace).
 pub fn sigset(mask: u64) -> String {
-    let (invert, m) = if mask.count_ones() > 32 { (true, !mask) } else { (false, mask) };
-    let names: Vec<String> =
-        (1..=64u64).filter(|i| m & (1 << (i - 1)) != 0).map(set_member_name).collect();
+    let (invert, m) = if mask.count_ones() > 32 {
+        (true, !mask)
+    } else {
+        (false, mask)
+    };
+    let names: Vec<String> = (1..=64u64)
+        .filter(|i| m & (1 << (i - 1)) != 0)
+        .map(set_member_name)
+        .collect();
     format!("{}[{}]", if invert { "~" } else { "" }, names.join(" "))
 }
 
@@ -273,12 +356,22 @@ pub fn wait_status(st: i32) -> String {
     let mut out = if low == 0 {
         format!("[{{WIFEXITED(s) && WEXITSTATUS(s) == {}}}", (s >> 8) & 0xff)
     } else if s & 0xff == 0x7f {
-        format!("[{{WIFSTOPPED(s) && WSTOPSIG(s) == {}}}", signal_name(u64::from((s >> 8) & 0xff)))
+        format!(
+            "[{{WIFSTOPPED(s) && WSTOPSIG(s) == {}}}",
+            signal_name(u64::from((s >> 8) & 0xff))
+        )
     } else if s & 0xffff == 0xffff {
         "[{WIFCONTINUED(s)}".to_string()
     } else {
-        let core = if s & 0x80 != 0 { " && WCOREDUMP(s)" } else { "" };
-        format!("[{{WIFSIGNALED(s) && WTERMSIG(s) == {}{core}}}", signal_name(u64::from(low)))
+        let core = if s & 0x80 != 0 {
+            " && WCOREDUMP(s)"
+        } else {
+            ""
+        };
+        format!(
+            "[{{WIFSIGNALED(s) && WTERMSIG(s) == {}{core}}}",
+            signal_name(u64::from(low))
+        )
     };
     if s >> 16 != 0 && s & 0xff == 0x7f {
         let _ = write!(out, " | {:#x} << 16", s >> 16);
@@ -301,18 +394,31 @@ pub fn timespec(g: &Guest, addr: u64, small: bool) -> Option<String> {
 /// `struct timeval` (`include/uapi/linux/time.h`; `long` fields).
 pub fn timeval(g: &Guest, addr: u64) -> Option<String> {
     let w = g.word_size();
-    Some(format!("{{tv_sec={}, tv_usec={}}}", g.long(addr)?, g.long(addr + w)?))
+    Some(format!(
+        "{{tv_sec={}, tv_usec={}}}",
+        g.long(addr)?,
+        g.long(addr + w)?
+    ))
 }
 
 /// `struct timezone` (`include/uapi/linux/time.h`).
 pub fn timezone(g: &Guest, addr: u64) -> Option<String> {
-    Some(format!("{{tz_minuteswest={}, tz_dsttime={}}}", g.i32(addr)?, g.i32(addr + 4)?))
+    Some(format!(
+        "{{tz_minuteswest={}, tz_dsttime={}}}",
+        g.i32(addr)?,
+        g.i32(addr + 4)?
+    ))
 }
 
 fn rlim_value(v: u64, wide: bool) -> String {
     let inf = if wide { u64::MAX } else { u64::from(u32::MAX) };
     if v == inf || (!wide && v == u64::MAX) {
-        return if wide { "RLIM64_INFINITY" } else { "RLIM_INFINITY" }.to_string();
+        return if wide {
+            "RLIM64_INFINITY"
+        } else {
+            "RLIM_INFINITY"
+        }
+        .to_string();
     }
     if v > 0 && v & 1023 == 0 {
         format!("{}*1024", v / 1024)
@@ -334,7 +440,13 @@ pub fn rlimit(g: &Guest, addr: u64, rlimit64: bool) -> Option<String> {
         (name(cur), name(max))
     } else {
         // getrlimit on x86-64 returns RLIM_INFINITY (~0UL).
-        let f = |v: u64| if v == u64::MAX { "RLIM_INFINITY".to_string() } else { name(v) };
+        let f = |v: u64| {
+            if v == u64::MAX {
+                "RLIM_INFINITY".to_string()
+            } else {
+                name(v)
+            }
+        };
         (f(cur), f(max))
     };
     Some(format!("{{rlim_cur={cur}, rlim_max={max}}}"))
@@ -359,7 +471,11 @@ pub fn utsname(g: &Guest, addr: u64, verbose: bool) -> Option<String> {
             field(5)
         ))
     } else {
-        Some(format!("{{sysname={}, nodename={}, ...}}", field(0), field(1)))
+        Some(format!(
+            "{{sysname={}, nodename={}, ...}}",
+            field(0),
+            field(1)
+        ))
     }
 }
 
@@ -432,16 +548,29 @@ pub fn msghdr(
     let name = g.word(addr)?;
     let namelen = g.u32(addr + w)?;
     let (iov, iovlen, control, controllen, fl) = if g.compat {
-        (g.word(addr + 8)?, g.word(addr + 12)?, g.word(addr + 16)?, g.word(addr + 20)?, g.i32(addr + 24)?)
+        (
+            g.word(addr + 8)?,
+            g.word(addr + 12)?,
+            g.word(addr + 16)?,
+            g.word(addr + 20)?,
+            g.i32(addr + 24)?,
+        )
     } else {
-        (g.word(addr + 16)?, g.word(addr + 24)?, g.word(addr + 32)?, g.word(addr + 40)?, g.i32(addr + 48)?)
+        (
+            g.word(addr + 16)?,
+            g.word(addr + 24)?,
+            g.word(addr + 32)?,
+            g.word(addr + 40)?,
+            g.i32(addr + 48)?,
+        )
     };
     let name_text = if name == 0 {
         "NULL".to_string()
     } else {
         sockaddr(g, name, u64::from(namelen)).unwrap_or_else(|| format!("{name:#x}"))
     };
-    let iov_text = iovec(g, iov, iovlen, data, limit, max_array).unwrap_or_else(|| format!("{iov:#x}"));
+    let iov_text =
+        iovec(g, iov, iovlen, data, limit, max_array).unwrap_or_else(|| format!("{iov:#x}"));
     let mut s = format!(
         "{{msg_name={name_text}, msg_namelen={namelen}, msg_iov={iov_text}, msg_iovlen={iovlen}"
     );
@@ -464,10 +593,39 @@ pub fn pollfds(g: &Guest, addr: u64, count: u64, max_array: usize) -> Option<Str
         let at = addr.wrapping_add(i * 8);
         let fd = g.i32(at)?;
         let ev = g.u32(at + 4)? & 0xffff;
-        parts.push(format!("{{fd={fd}, events={}}}", flags(u64::from(ev), consts::POLL_EVENTS, "0")));
+        parts.push(format!(
+            "{{fd={fd}, events={}}}",
+            flags(u64::from(ev), consts::POLL_EVENTS, "0")
+        ));
     }
     if count > shown {
         parts.push("...".into());
     }
     Some(format!("[{}]", parts.join(", ")))
+}
+
+/// `struct sysinfo` (`include/uapi/linux/sysinfo.h`): `long`/`unsigned long` fields at word
+/// offsets 0 (uptime), 1-3 (loads), 4-9 (ram and swap), `u16 procs` at word 10, totalhigh
+/// and freehigh at words 11-12, `u32 mem_unit` at word 13.
+pub fn sysinfo(g: &Guest, addr: u64) -> Option<String> {
+    let w = g.word_size();
+    let word = |i: u64| g.word(addr.wrapping_add(i * w));
+    let procs = g.u32(addr.wrapping_add(10 * w))? & 0xffff;
+    Some(format!(
+        "{{uptime={}, loads=[{}, {}, {}], totalram={}, freeram={}, sharedram={}, bufferram={}, \
+         totalswap={}, freeswap={}, procs={procs}, totalhigh={}, freehigh={}, mem_unit={}}}",
+        g.long(addr)?,
+        word(1)?,
+        word(2)?,
+        word(3)?,
+        word(4)?,
+        word(5)?,
+        word(6)?,
+        word(7)?,
+        word(8)?,
+        word(9)?,
+        word(11)?,
+        word(12)?,
+        g.u32(addr.wrapping_add(13 * w))?,
+    ))
 }

@@ -16,14 +16,20 @@ pub struct FakeMem {
 
 impl FakeMem {
     pub fn new() -> Self {
-        FakeMem { pages: HashMap::new(), next: 0x7ffd_0000_1000 }
+        FakeMem {
+            pages: HashMap::new(),
+            next: 0x7ffd_0000_1000,
+        }
     }
 
     /// Writes `bytes` at `addr`, mapping the pages it touches.
     pub fn put(&mut self, addr: u64, bytes: &[u8]) {
         for (i, b) in bytes.iter().enumerate() {
             let a = addr + i as u64;
-            let page = self.pages.entry(a / PAGE).or_insert_with(|| vec![0; PAGE as usize]);
+            let page = self
+                .pages
+                .entry(a / PAGE)
+                .or_insert_with(|| vec![0; PAGE as usize]);
             page[(a % PAGE) as usize] = *b;
         }
     }
@@ -51,12 +57,15 @@ impl FakeMem {
     }
 
     fn byte(&self, a: u64) -> Result<u8, MemError> {
-        self.pages.get(&(a / PAGE)).map(|p| p[(a % PAGE) as usize]).ok_or(MemError::NotPresent {
-            addr: VirtAddr(a),
-            level: 1,
-            entry_addr: PhysAddr(0),
-            entry: 0,
-        })
+        self.pages
+            .get(&(a / PAGE))
+            .map(|p| p[(a % PAGE) as usize])
+            .ok_or(MemError::NotPresent {
+                addr: VirtAddr(a),
+                level: 1,
+                entry_addr: PhysAddr(0),
+                entry: 0,
+            })
     }
 }
 

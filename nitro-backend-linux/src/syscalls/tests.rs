@@ -62,7 +62,10 @@ fn read_buffer_cut_at_limit() {
         call("read", [3, buf, 4096, 0, 0, 0], 32, &m),
         r#"read(3, "root:x:0:0:root:/root:/bin/bash\n", 4096) = 32"#
     );
-    assert_eq!(call("read", [3, buf, 4096, 0, 0, 0], 0, &m), r#"read(3, "", 4096) = 0"#);
+    assert_eq!(
+        call("read", [3, buf, 4096, 0, 0, 0], 0, &m),
+        r#"read(3, "", 4096) = 0"#
+    );
     // Failure: the buffer shows its address.
     assert_eq!(
         call("read", [3, buf, 4096, 0, 0, 0], -11, &m),
@@ -74,7 +77,9 @@ fn read_buffer_cut_at_limit() {
 fn binary_escapes_like_strace() {
     // strace: read(3, "\177ELF\2\1\1\3\0\0\0\0\0\0\0\0\3\0>\0\1\0\0\0\20t\2\0\0\0\0\0"..., 832) = 832
     let mut m = FakeMem::new();
-    let mut elf = vec![0x7f, b'E', b'L', b'F', 2, 1, 1, 3, 0, 0, 0, 0, 0, 0, 0, 0, 3, 0, b'>', 0];
+    let mut elf = vec![
+        0x7f, b'E', b'L', b'F', 2, 1, 1, 3, 0, 0, 0, 0, 0, 0, 0, 0, 3, 0, b'>', 0,
+    ];
     elf.extend_from_slice(&[1, 0, 0, 0, 0x10, b't', 2, 0, 0, 0, 0, 0]);
     elf.resize(832, 0);
     let buf = m.alloc(&elf);
@@ -91,7 +96,10 @@ fn binary_escapes_like_strace() {
 fn write_quotes_newlines() {
     let mut m = FakeMem::new();
     let buf = m.alloc(b"hello\n");
-    assert_eq!(call("write", [1, buf, 6, 0, 0, 0], 6, &m), r#"write(1, "hello\n", 6) = 6"#);
+    assert_eq!(
+        call("write", [1, buf, 6, 0, 0, 0], 6, &m),
+        r#"write(1, "hello\n", 6) = 6"#
+    );
 }
 
 #[test]
@@ -101,7 +109,10 @@ fn execve_argv_envp() {
     let a0 = m.cstr("ls");
     let a1 = m.cstr("-l");
     let argv = m.ptrs(&[a0, a1]);
-    let e: Vec<u64> = ["A=1", "B=2", "PATH=/bin"].iter().map(|s| m.cstr(s)).collect();
+    let e: Vec<u64> = ["A=1", "B=2", "PATH=/bin"]
+        .iter()
+        .map(|s| m.cstr(s))
+        .collect();
     let envp = m.ptrs(&e);
     assert_eq!(
         call("execve", [path, argv, envp, 0, 0, 0], 0, &m),
@@ -113,9 +124,15 @@ fn execve_argv_envp() {
     let script = m.cstr("cat /etc/hostname; (exit 3) ; python3 -c ...");
     let argv = m.ptrs(&[sh, c, script]);
     let v = call("execve", [path, argv, envp, 0, 0, 0], 0, &m);
-    assert!(v.contains(r#"["sh", "-c", "cat /etc/hostname; (exit 3) ; py"...]"#), "{v}");
+    assert!(
+        v.contains(r#"["sh", "-c", "cat /etc/hostname; (exit 3) ; py"...]"#),
+        "{v}"
+    );
     // Verbose shows the environment.
-    let o = DecodeOptions { verbose: true, ..opts() };
+    let o = DecodeOptions {
+        verbose: true,
+        ..opts()
+    };
     let v = call_with("execve", [path, argv, envp, 0, 0, 0], 0, &m, &o);
     assert!(v.ends_with(r#"["A=1", "B=2", "PATH=/bin"]) = 0"#), "{v}");
 }
@@ -126,12 +143,23 @@ fn argv_array_limit_and_hostile_pointers() {
     let path = m.cstr("/bin/x");
     let s = m.cstr("a");
     let many = m.ptrs(&[s; 40]);
-    let o = DecodeOptions { max_array: 3, ..opts() };
+    let o = DecodeOptions {
+        max_array: 3,
+        ..opts()
+    };
     let v = call_with("execve", [path, many, 0, 0, 0, 0], -2, &m, &o);
-    assert_eq!(v, r#"execve("/bin/x", ["a", "a", "a", ...], NULL) = -1 ENOENT (No such file or directory)"#);
+    assert_eq!(
+        v,
+        r#"execve("/bin/x", ["a", "a", "a", ...], NULL) = -1 ENOENT (No such file or directory)"#
+    );
     // An argv whose second element points nowhere: strace prints the address.
     let bad = m.ptrs(&[s, 0xdead_0000]);
-    let v = call("execve", [path, bad, 0xffff_8000_0000_0000, 0, 0, 0], -14, &m);
+    let v = call(
+        "execve",
+        [path, bad, 0xffff_8000_0000_0000, 0, 0, 0],
+        -14,
+        &m,
+    );
     assert_eq!(
         v,
         r#"execve("/bin/x", ["a", 0xdead0000], 0xffff800000000000) = -1 EFAULT (Bad address)"#
@@ -154,14 +182,21 @@ fn huge_lengths_are_bounded() {
     );
     // A huge string limit does not make a huge read of an unterminated string: the read
     // stops at the first unmapped byte and the address is shown.
-    let o = DecodeOptions { string_limit: usize::MAX, ..opts() };
+    let o = DecodeOptions {
+        string_limit: usize::MAX,
+        ..opts()
+    };
     let v = call_with("write", [1, buf, u64::MAX, 0, 0, 0], 1, &m, &o);
     assert_eq!(v, format!("write(1, {buf:#x}, 18446744073709551615) = 1"));
     // Unterminated path: cut at PATH_MAX, not an endless read.
     let mut m = FakeMem::new();
     let p = m.alloc(&vec![b'p'; 10_000]);
     let v = call("open", [p, 0, 0, 0, 0, 0], -36, &m);
-    assert!(v.contains(&format!("\"{}\"...", "p".repeat(4096))), "{}", &v[..60]);
+    assert!(
+        v.contains(&format!("\"{}\"...", "p".repeat(4096))),
+        "{}",
+        &v[..60]
+    );
     // Iovec count of 2^32: only max_array entries read.
     let base = m.alloc(b"hi");
     let mut iov = Vec::new();
@@ -170,7 +205,10 @@ fn huge_lengths_are_bounded() {
     let iov = m.alloc(&iov);
     let v = call("writev", [1, iov, 1 << 31, 0, 0, 0], -22, &m);
     assert_eq!(v.matches("iov_base=").count(), 32);
-    assert!(v.ends_with("}, ...], 2147483648) = -1 EINVAL (Invalid argument)"), "{v}");
+    assert!(
+        v.ends_with("}, ...], 2147483648) = -1 EINVAL (Invalid argument)"),
+        "{v}"
+    );
     let v = call("writev", [1, iov, 1, 0, 0, 0], 2, &m);
     assert_eq!(v, r#"writev(1, [{iov_base="hi", iov_len=2}], 1) = 2"#);
 }
@@ -188,7 +226,10 @@ fn mmap_and_brk() {
         call("mmap", [0x7f1b04020000, 1400832, 5, 0x812, 3, 0x26000], 0x7f1b04020000, &m),
         "mmap(0x7f1b04020000, 1400832, PROT_READ|PROT_EXEC, MAP_PRIVATE|MAP_FIXED|MAP_DENYWRITE, 3, 0x26000) = 0x7f1b04020000"
     );
-    assert_eq!(call("brk", [0; 6], 0x5585d0fbd000, &m), "brk(NULL) = 0x5585d0fbd000");
+    assert_eq!(
+        call("brk", [0; 6], 0x5585d0fbd000, &m),
+        "brk(NULL) = 0x5585d0fbd000"
+    );
     assert_eq!(
         call("mmap", [0, 4096, 0, 0x22, u64::MAX, 0], -12, &m),
         "mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = -1 ENOMEM (Cannot allocate memory)"
@@ -215,7 +256,10 @@ fn connect_inet_refused() {
         call("socket", [2, 1 | 0o2000000, 6, 0, 0, 0], 3, &m),
         "socket(AF_INET, SOCK_STREAM|SOCK_CLOEXEC, IPPROTO_TCP) = 3"
     );
-    assert_eq!(call("socket", [1, 2, 0, 0, 0, 0], 3, &m), "socket(AF_UNIX, SOCK_DGRAM, 0) = 3");
+    assert_eq!(
+        call("socket", [1, 2, 0, 0, 0, 0], 3, &m),
+        "socket(AF_UNIX, SOCK_DGRAM, 0) = 3"
+    );
 }
 
 #[test]
@@ -246,7 +290,10 @@ fn sockaddr_families() {
     let info = table::info_for_name("accept").unwrap();
     let raw = [3, out, len, 0, 0, 0];
     let mut args = decode_enter(info, &raw, &m, &opts());
-    assert_eq!(render_call("accept", &args, None), "accept(3, ?, [128]) = ?");
+    assert_eq!(
+        render_call("accept", &args, None),
+        "accept(3, ?, [128]) = ?"
+    );
     m.put(len, &16u32.to_le_bytes());
     decode_exit(info, &raw, 4, &mut args, &m, &opts());
     assert_eq!(
@@ -286,8 +333,32 @@ fn fstat_and_newfstatat() {
     );
     // On failure the buffer is an address (strace: newfstatat(..., 0x7ffe141bb090, 0) = -1 ENOENT).
     assert_eq!(
-        call("newfstatat", [AT_FDCWD, tmp, 0x7ffe141bb090, 0, 0, 0], -2, &m),
+        call(
+            "newfstatat",
+            [AT_FDCWD, tmp, 0x7ffe141bb090, 0, 0, 0],
+            -2,
+            &m
+        ),
         r#"newfstatat(AT_FDCWD, "/tmp", 0x7ffe141bb090, 0) = -1 ENOENT (No such file or directory)"#
+    );
+    // Verbose: every field.
+    let mut full = stat_buf(0o100600, 7, 0);
+    full[0..8].copy_from_slice(&0x803u64.to_le_bytes());
+    full[8..16].copy_from_slice(&1234567u64.to_le_bytes());
+    full[16..24].copy_from_slice(&1u64.to_le_bytes());
+    full[28..32].copy_from_slice(&1000u32.to_le_bytes());
+    full[32..36].copy_from_slice(&100u32.to_le_bytes());
+    full[56..64].copy_from_slice(&4096u64.to_le_bytes());
+    full[64..72].copy_from_slice(&8u64.to_le_bytes());
+    full[88..96].copy_from_slice(&1700000000u64.to_le_bytes());
+    let fp = m.alloc(&full);
+    let o = DecodeOptions {
+        verbose: true,
+        ..opts()
+    };
+    assert_eq!(
+        call_with("fstat", [3, fp, 0, 0, 0, 0], 0, &m, &o),
+        "fstat(3, {st_dev=makedev(0x8, 0x3), st_ino=1234567, st_mode=S_IFREG|0600, st_nlink=1, st_uid=1000, st_gid=100, st_blksize=4096, st_blocks=8, st_size=7, st_atime=0, st_atime_nsec=0, st_mtime=1700000000, st_mtime_nsec=0, st_ctime=0, st_ctime_nsec=0}) = 0"
     );
     // A character device shows st_rdev (strace: makedev(0x88, 0) for /dev/pts/0).
     let st4 = m.alloc(&stat_buf(0o20620, 0, 0x8800));
@@ -319,14 +390,22 @@ fn statx_line() {
 
 /// A 64-bit kernel `struct sigaction`: handler, flags, restorer, mask.
 fn sigaction_buf(handler: u64, flags: u64, restorer: u64, mask: u64) -> Vec<u8> {
-    [handler, flags, restorer, mask].iter().flat_map(|v| v.to_le_bytes()).collect()
+    [handler, flags, restorer, mask]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect()
 }
 
 #[test]
 fn rt_sigaction_lines() {
     let mut m = FakeMem::new();
     let all_but_rt = !((1u64 << 31) | (1u64 << 32));
-    let act = m.alloc(&sigaction_buf(0x557048357dc0, 0x0400_0000, 0x7f1b04036050, all_but_rt));
+    let act = m.alloc(&sigaction_buf(
+        0x557048357dc0,
+        0x0400_0000,
+        0x7f1b04036050,
+        all_but_rt,
+    ));
     assert_eq!(
         call("rt_sigaction", [2, act, 0, 8, 0, 0], 0, &m),
         "rt_sigaction(SIGINT, {sa_handler=0x557048357dc0, sa_mask=~[RTMIN RT_1], sa_flags=SA_RESTORER, sa_restorer=0x7f1b04036050}, NULL, 8) = 0"
@@ -358,8 +437,14 @@ fn rt_sigprocmask_sets() {
         call("rt_sigprocmask", [0, 0, empty, 8, 0, 0], 0, &m),
         "rt_sigprocmask(SIG_BLOCK, NULL, [], 8) = 0"
     );
-    assert_eq!(call("kill", [42, 15, 0, 0, 0, 0], 0, &m), "kill(42, SIGTERM) = 0");
-    assert_eq!(call("kill", [42, 34, 0, 0, 0, 0], 0, &m), "kill(42, SIGRT_2) = 0");
+    assert_eq!(
+        call("kill", [42, 15, 0, 0, 0, 0], 0, &m),
+        "kill(42, SIGTERM) = 0"
+    );
+    assert_eq!(
+        call("kill", [42, 34, 0, 0, 0, 0], 0, &m),
+        "kill(42, SIGRT_2) = 0"
+    );
 }
 
 #[test]
@@ -372,7 +457,12 @@ fn clone_and_wait4() {
         "clone(child_stack=NULL, flags=CLONE_CHILD_CLEARTID|CLONE_CHILD_SETTID|SIGCHLD, child_tidptr=0x7f8788125a10) = 7989"
     );
     // A thread: every tid pointer and tls shown.
-    let v = call("clone", [0x3d0f00, 0x7f00_0000_0000, 0x7f10, 0x7f10, 0x7f20, 0], 100, &m);
+    let v = call(
+        "clone",
+        [0x3d0f00, 0x7f00_0000_0000, 0x7f10, 0x7f10, 0x7f20, 0],
+        100,
+        &m,
+    );
     assert_eq!(
         v,
         "clone(child_stack=0x7f0000000000, flags=CLONE_VM|CLONE_FS|CLONE_FILES|CLONE_SIGHAND|CLONE_THREAD|CLONE_SYSVSEM|CLONE_SETTLS|CLONE_PARENT_SETTID|CLONE_CHILD_CLEARTID, parent_tid=0x7f10, child_tidptr=0x7f10, tls=0x7f20) = 100"
@@ -393,9 +483,18 @@ fn clone_and_wait4() {
         call("wait4", [u64::MAX, 0x7ffcf837bbfc, 1, 0, 0, 0], -10, &m),
         "wait4(-1, 0x7ffcf837bbfc, WNOHANG, NULL) = -1 ECHILD (No child processes)"
     );
-    assert_eq!(wait_status(9), "[{WIFSIGNALED(s) && WTERMSIG(s) == SIGKILL}]");
-    assert_eq!(wait_status(0x8b), "[{WIFSIGNALED(s) && WTERMSIG(s) == SIGSEGV && WCOREDUMP(s)}]");
-    assert_eq!(wait_status(0x137f), "[{WIFSTOPPED(s) && WSTOPSIG(s) == SIGSTOP}]");
+    assert_eq!(
+        wait_status(9),
+        "[{WIFSIGNALED(s) && WTERMSIG(s) == SIGKILL}]"
+    );
+    assert_eq!(
+        wait_status(0x8b),
+        "[{WIFSIGNALED(s) && WTERMSIG(s) == SIGSEGV && WCOREDUMP(s)}]"
+    );
+    assert_eq!(
+        wait_status(0x137f),
+        "[{WIFSTOPPED(s) && WSTOPSIG(s) == SIGSTOP}]"
+    );
     assert_eq!(wait_status(0xffff), "[{WIFCONTINUED(s)}]");
 }
 
@@ -410,9 +509,18 @@ fn misc_real_lines() {
         call("set_tid_address", [0x7f8788125a10, 0, 0, 0, 0, 0], 7987, &m),
         "set_tid_address(0x7f8788125a10) = 7987"
     );
-    assert_eq!(call("fcntl", [1, 0, 10, 0, 0, 0], 11, &m), "fcntl(1, F_DUPFD, 10) = 11");
-    assert_eq!(call("fcntl", [11, 2, 1, 0, 0, 0], 0, &m), "fcntl(11, F_SETFD, FD_CLOEXEC) = 0");
-    assert_eq!(call("fcntl", [3, 3, 0x1234, 0, 0, 0], 2, &m), "fcntl(3, F_GETFL) = 2");
+    assert_eq!(
+        call("fcntl", [1, 0, 10, 0, 0, 0], 11, &m),
+        "fcntl(1, F_DUPFD, 10) = 11"
+    );
+    assert_eq!(
+        call("fcntl", [11, 2, 1, 0, 0, 0], 0, &m),
+        "fcntl(11, F_SETFD, FD_CLOEXEC) = 0"
+    );
+    assert_eq!(
+        call("fcntl", [3, 3, 0x1234, 0, 0, 0], 2, &m),
+        "fcntl(3, F_GETFL) = 2"
+    );
     assert_eq!(
         call("fcntl", [3, 4, 0o4002, 0, 0, 0], 0, &m),
         "fcntl(3, F_SETFL, O_RDWR|O_NONBLOCK) = 0"
@@ -426,9 +534,17 @@ fn misc_real_lines() {
         call("ioctl", [2, 0x540f, 0x7ffd7532b1c4, 0, 0, 0], -25, &m),
         "ioctl(2, TIOCGPGRP, 0x7ffd7532b1c4) = -1 ENOTTY (Inappropriate ioctl for device)"
     );
-    assert_eq!(ioctl_request(0xc0185500), "_IOC(_IOC_READ|_IOC_WRITE, 0x55, 0, 0x18)");
     assert_eq!(
-        call("futex", [0x7f88367a7a4c, 0x81, 2147483647, 0xdead, 0xbeef, 7], 0, &m),
+        ioctl_request(0xc0185500),
+        "_IOC(_IOC_READ|_IOC_WRITE, 0x55, 0, 0x18)"
+    );
+    assert_eq!(
+        call(
+            "futex",
+            [0x7f88367a7a4c, 0x81, 2147483647, 0xdead, 0xbeef, 7],
+            0,
+            &m
+        ),
         "futex(0x7f88367a7a4c, FUTEX_WAKE_PRIVATE, 2147483647) = 0"
     );
     assert_eq!(
@@ -436,12 +552,27 @@ fn misc_real_lines() {
         "futex(0x7f00, FUTEX_WAIT_PRIVATE, 2, NULL) = -1 EAGAIN (Resource temporarily unavailable)"
     );
     let bash = m.cstr("/usr/bin/bash");
-    assert_eq!(call("access", [bash, 1, 0, 0, 0, 0], 0, &m), r#"access("/usr/bin/bash", X_OK) = 0"#);
-    assert_eq!(call("access", [bash, 0, 0, 0, 0, 0], 0, &m), r#"access("/usr/bin/bash", F_OK) = 0"#);
-    assert_eq!(call("lseek", [3, 0, 1, 0, 0, 0], 0, &m), "lseek(3, 0, SEEK_CUR) = 0");
+    assert_eq!(
+        call("access", [bash, 1, 0, 0, 0, 0], 0, &m),
+        r#"access("/usr/bin/bash", X_OK) = 0"#
+    );
+    assert_eq!(
+        call("access", [bash, 0, 0, 0, 0, 0], 0, &m),
+        r#"access("/usr/bin/bash", F_OK) = 0"#
+    );
+    assert_eq!(
+        call("lseek", [3, 0, 1, 0, 0, 0], 0, &m),
+        "lseek(3, 0, SEEK_CUR) = 0"
+    );
     assert_eq!(call("close", [3, 0, 0, 0, 0, 0], 0, &m), "close(3) = 0");
-    assert_eq!(call("exit_group", [0, 0, 0, 0, 0, 0], 0, &m), "exit_group(0) = ?");
-    assert_eq!(call("umask", [0o22, 0, 0, 0, 0, 0], 0o22, &m), "umask(022) = 022");
+    assert_eq!(
+        call("exit_group", [0, 0, 0, 0, 0, 0], 0, &m),
+        "exit_group(0) = ?"
+    );
+    assert_eq!(
+        call("umask", [0o22, 0, 0, 0, 0, 0], 0o22, &m),
+        "umask(022) = 022"
+    );
     assert_eq!(
         call("mprotect", [0x7f0000, 4096, 1, 0, 0, 0], 0, &m),
         "mprotect(0x7f0000, 4096, PROT_READ) = 0"
@@ -450,9 +581,15 @@ fn misc_real_lines() {
         call("madvise", [0x7f0000, 4096, 4, 0, 0, 0], 0, &m),
         "madvise(0x7f0000, 4096, MADV_DONTNEED) = 0"
     );
-    assert_eq!(call("prctl", [15, 0x7f00, 0, 0, 0, 0], 0, &m), "prctl(PR_SET_NAME, 0x7f00, 0, 0, 0) = 0");
+    assert_eq!(
+        call("prctl", [15, 0x7f00, 0, 0, 0, 0], 0, &m),
+        "prctl(PR_SET_NAME, 0x7f00, 0, 0, 0) = 0"
+    );
     assert_eq!(call("getpid", [0; 6], 77, &m), "getpid() = 77");
-    assert_eq!(call("flock", [3, 6, 0, 0, 0, 0], 0, &m), "flock(3, LOCK_EX|LOCK_NB) = 0");
+    assert_eq!(
+        call("flock", [3, 6, 0, 0, 0, 0], 0, &m),
+        "flock(3, LOCK_EX|LOCK_NB) = 0"
+    );
     assert_eq!(
         call("mremap", [0x7f00, 4096, 8192, 1, 0, 0], 0x7f10000, &m),
         "mremap(0x7f00, 4096, 8192, MREMAP_MAYMOVE, NULL) = 0x7f10000"
@@ -471,12 +608,22 @@ fn misc_real_lines() {
 fn output_structs() {
     let mut m = FakeMem::new();
     // strace: prlimit64(0, RLIMIT_STACK, NULL, {rlim_cur=8192*1024, rlim_max=RLIM64_INFINITY}) = 0
-    let rl = m.alloc(&[8192u64 * 1024, u64::MAX].iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<_>>());
+    let rl = m.alloc(
+        &[8192u64 * 1024, u64::MAX]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect::<Vec<_>>(),
+    );
     assert_eq!(
         call("prlimit64", [0, 3, 0, rl, 0, 0], 0, &m),
         "prlimit64(0, RLIMIT_STACK, NULL, {rlim_cur=8192*1024, rlim_max=RLIM64_INFINITY}) = 0"
     );
-    let rl2 = m.alloc(&[96365u64, 96365].iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<_>>());
+    let rl2 = m.alloc(
+        &[96365u64, 96365]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect::<Vec<_>>(),
+    );
     assert_eq!(
         call("prlimit64", [0, 6, 0, rl2, 0, 0], 0, &m),
         "prlimit64(0, RLIMIT_NPROC, NULL, {rlim_cur=96365, rlim_max=96365}) = 0"
@@ -487,7 +634,10 @@ fn output_structs() {
     uts[65..67].copy_from_slice(b"vm");
     uts[130..135].copy_from_slice(b"6.1.0");
     let u = m.alloc(&uts);
-    assert_eq!(call("uname", [u, 0, 0, 0, 0, 0], 0, &m), r#"uname({sysname="Linux", nodename="vm", ...}) = 0"#);
+    assert_eq!(
+        call("uname", [u, 0, 0, 0, 0, 0], 0, &m),
+        r#"uname({sysname="Linux", nodename="vm", ...}) = 0"#
+    );
     // pipe2([3, 4], O_CLOEXEC) = 0
     let fds = m.alloc(&[0u8; 8]);
     let info = table::info_for_name("pipe2").unwrap();
@@ -495,7 +645,10 @@ fn output_structs() {
     let mut args = decode_enter(info, &raw, &m, &opts());
     m.put(fds, &[3, 0, 0, 0, 4, 0, 0, 0]);
     decode_exit(info, &raw, 0, &mut args, &m, &opts());
-    assert_eq!(render_call("pipe2", &args, Some(&format_return(info, 0))), "pipe2([3, 4], O_CLOEXEC) = 0");
+    assert_eq!(
+        render_call("pipe2", &args, Some(&format_return(info, 0))),
+        "pipe2([3, 4], O_CLOEXEC) = 0"
+    );
     // getdents64: strace prints getdents64(3, 0x560f48f6d2a0 /* 28 entries */, 32768) = 744
     let mut d = Vec::new();
     for i in 0..3u64 {
@@ -518,7 +671,12 @@ fn output_structs() {
     let zero = m.alloc(&[0u8; 64]);
     assert!(call("getdents64", [3, zero, 64, 0, 0, 0], 64, &m).contains("/* 0 entries */"));
     // clock_gettime fills a timespec.
-    let ts = m.alloc(&[5u64, 500].iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<_>>());
+    let ts = m.alloc(
+        &[5u64, 500]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect::<Vec<_>>(),
+    );
     assert_eq!(
         call("clock_gettime", [0, ts, 0, 0, 0, 0], 0, &m),
         "clock_gettime(CLOCK_REALTIME, {tv_sec=5, tv_nsec=500}) = 0"
@@ -553,11 +711,23 @@ fn msghdr_sendmsg() {
 fn return_values() {
     let read = table::info_for_name("read").unwrap();
     let r = format_return(read, -512);
-    assert_eq!(r.text, "? ERESTARTSYS (To be restarted if SA_RESTART is set)");
+    assert_eq!(
+        r.text,
+        "? ERESTARTSYS (To be restarted if SA_RESTART is set)"
+    );
     assert_eq!(r.errno, Some("ERESTARTSYS"));
-    assert_eq!(format_return(read, -516).text, "? ERESTART_RESTARTBLOCK (Interrupted by signal)");
-    assert_eq!(format_return(read, -515).text, "-1 ENOIOCTLCMD (Unknown error 515)");
-    assert_eq!(format_return(read, -133).text, "-1 EHWPOISON (Memory page has hardware error)");
+    assert_eq!(
+        format_return(read, -516).text,
+        "? ERESTART_RESTARTBLOCK (Interrupted by signal)"
+    );
+    assert_eq!(
+        format_return(read, -515).text,
+        "-1 ENOIOCTLCMD (Unknown error 515)"
+    );
+    assert_eq!(
+        format_return(read, -133).text,
+        "-1 EHWPOISON (Memory page has hardware error)"
+    );
     assert_eq!(format_return(read, -4095).text, "-1 (Unknown error 4095)");
     // Below -4095 it is not an error.
     assert_eq!(format_return(read, -4096).text, "-4096");
@@ -588,7 +758,10 @@ fn json_values() {
         ArgValue::str(b"ab".to_vec(), true),
     ])
     .unwrap();
-    assert_eq!(v, serde_json::json!([-1, 7, "NULL", "0x10", "0x20", "[3, 4]", "ab..."]));
+    assert_eq!(
+        v,
+        serde_json::json!([-1, 7, "NULL", "0x10", "0x20", "[3, 4]", "ab..."])
+    );
     let r = serde_json::to_value(format_return(info, -2)).unwrap();
     assert_eq!(r["errno"], "ENOENT");
     assert_eq!(r["value"], -2);
@@ -596,7 +769,10 @@ fn json_values() {
 
 #[test]
 fn i386_calls() {
-    let o = DecodeOptions { compat: true, ..opts() };
+    let o = DecodeOptions {
+        compat: true,
+        ..opts()
+    };
     let mut m = FakeMem::new();
     // Addresses below 4 GiB for a 32-bit process.
     m = {
@@ -611,9 +787,21 @@ fn i386_calls() {
     let a1 = 0x0804_a020u64;
     m.put(a1, b"-l\0");
     let argv = 0x0804_a030u64;
-    m.put(argv, &[a0 as u32, a1 as u32, 0].iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<_>>());
+    m.put(
+        argv,
+        &[a0 as u32, a1 as u32, 0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect::<Vec<_>>(),
+    );
     let envp = 0x0804_a040u64;
-    m.put(envp, &[a0 as u32, 0].iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<_>>());
+    m.put(
+        envp,
+        &[a0 as u32, 0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect::<Vec<_>>(),
+    );
     // Upper register halves are ignored for a 32-bit process.
     let hi = 0xdead_beef_0000_0000u64;
     assert_eq!(
@@ -623,7 +811,13 @@ fn i386_calls() {
     assert_eq!(table::i386(11).unwrap().name, "execve");
     assert_eq!(table::i386(192).unwrap().name, "mmap2");
     assert_eq!(
-        call_with("mmap2", [0, 8192, 3, 0x22, 0xffff_ffff, 0], 0xf7f0_0000, &m, &o),
+        call_with(
+            "mmap2",
+            [0, 8192, 3, 0x22, 0xffff_ffff, 0],
+            0xf7f0_0000,
+            &m,
+            &o
+        ),
         "mmap2(NULL, 8192, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = 0xf7f00000"
     );
     assert_eq!(
@@ -632,13 +826,34 @@ fn i386_calls() {
     );
     let buf = 0x0804_b000u64;
     m.put(buf, b"abc");
-    assert_eq!(call_with("read", [3, buf, 100, 0, 0, 0], 3, &m, &o), r#"read(3, "abc", 100) = 3"#);
+    assert_eq!(
+        call_with("read", [3, buf, 100, 0, 0, 0], 3, &m, &o),
+        r#"read(3, "abc", 100) = 3"#
+    );
+    assert_eq!(
+        call_with("mmap2", [0xf7d1_e000, 4096, 5, 0x812, 3, 0x26], 0xf7d1_e000, &m, &o),
+        "mmap2(0xf7d1e000, 4096, PROT_READ|PROT_EXEC, MAP_PRIVATE|MAP_FIXED|MAP_DENYWRITE, 3, 0x26000) = 0xf7d1e000"
+    );
     // The i386 mmap is old_mmap (one pointer argument); clone puts tls before child_tidptr.
     assert_eq!(table::i386(90).unwrap().args.len(), 1);
     assert_eq!(table::i386(120).unwrap().args[3].name, "tls");
+    // i386 struct stat64: st_mode at 16, st_size at 44 (4-byte aligned long long).
+    let mut st = vec![0u8; 96];
+    st[16..20].copy_from_slice(&0o100755u32.to_le_bytes());
+    st[44..52].copy_from_slice(&5_000_000_000i64.to_le_bytes());
+    m.put(0x0804_c000, &st);
+    assert_eq!(
+        call_with("fstat64", [3, 0x0804_c000, 0, 0, 0, 0], 0, &m, &o),
+        "fstat64(3, {st_mode=S_IFREG|0755, st_size=5000000000, ...}) = 0"
+    );
     assert_eq!(
         call_with("fstat64", [3, 0xffffd000, 0, 0, 0, 0], 0, &m, &o),
         "fstat64(3, 0xffffd000) = 0"
+    );
+    // The i386 struct stat of the old stat calls is shown as its address.
+    assert_eq!(
+        call_with("fstat", [3, 0x0804_c000, 0, 0, 0, 0], 0, &m, &o),
+        "fstat(3, 0x804c000) = 0"
     );
     assert_eq!(
         call_with("waitpid", [0xffff_ffff, 0, 0, 0, 0, 0], -10, &m, &o),
@@ -654,10 +869,24 @@ fn names_and_classes() {
     assert!(table::x86_64(400).is_none());
     assert!(table::x86_64(u64::MAX).is_none());
     assert_eq!(table::by_name_x86_64("openat").unwrap().0, 257);
-    assert_eq!(table::info_for_name("__x64_sys_openat").unwrap().name, "openat");
-    assert_eq!(table::info_for_name("__ia32_sys_openat").unwrap().name, "openat");
-    assert_eq!(table::info_for_name("__x64_sys_newfstat").unwrap().name, "fstat");
-    assert_eq!(table::info_for_name("__ia32_compat_sys_sigaction").unwrap().name, "sigaction");
+    assert_eq!(
+        table::info_for_name("__x64_sys_openat").unwrap().name,
+        "openat"
+    );
+    assert_eq!(
+        table::info_for_name("__ia32_sys_openat").unwrap().name,
+        "openat"
+    );
+    assert_eq!(
+        table::info_for_name("__x64_sys_newfstat").unwrap().name,
+        "fstat"
+    );
+    assert_eq!(
+        table::info_for_name("__ia32_compat_sys_sigaction")
+            .unwrap()
+            .name,
+        "sigaction"
+    );
     assert!(table::info_for_name("__x64_sys_ni_syscall").is_none());
     let file = Classes::from_strace_name("%file").unwrap();
     assert!(table::classes_of("openat").contains(file | Classes::DESC));
@@ -676,7 +905,12 @@ fn prototypes_are_consistent() {
     let mut seen = std::collections::HashSet::new();
     for info in table::all() {
         assert!(seen.insert(info.name), "duplicate prototype {}", info.name);
-        assert!(info.args.len() <= 6, "{} has {} args", info.name, info.args.len());
+        assert!(
+            info.args.len() <= 6,
+            "{} has {} args",
+            info.name,
+            info.args.len()
+        );
         for a in info.args {
             let idx = match a.kind {
                 ArgKind::Buf { len_arg } | ArgKind::BufOut { len_arg } => Some(len_arg),
@@ -688,18 +922,29 @@ fn prototypes_are_consistent() {
                 _ => None,
             };
             if let Some(i) = idx {
-                assert!((i as usize) < info.args.len(), "{}: {} refers to {i}", info.name, a.name);
+                assert!(
+                    (i as usize) < info.args.len(),
+                    "{}: {} refers to {i}",
+                    info.name,
+                    a.name
+                );
             }
         }
     }
     for (nr, n) in table::x86_64_names().iter().enumerate() {
         if !n.is_empty() {
-            assert!(table::x86_64(nr as u64).is_some(), "x86-64 {nr} {n} has no prototype");
+            assert!(
+                table::x86_64(nr as u64).is_some(),
+                "x86-64 {nr} {n} has no prototype"
+            );
         }
     }
     for (nr, n) in table::i386_names().iter().enumerate() {
         if !n.is_empty() {
-            assert!(table::i386(nr as u64).is_some(), "i386 {nr} {n} has no prototype");
+            assert!(
+                table::i386(nr as u64).is_some(),
+                "i386 {nr} {n} has no prototype"
+            );
         }
     }
     let typed = table::all().iter().filter(|i| i.is_typed()).count();
@@ -724,7 +969,10 @@ fn header_defines(path: &str) -> Option<std::collections::HashMap<String, u64>> 
         } else {
             continue;
         };
-        if name.is_empty() || name.contains('(') || !name.chars().all(|c| c.is_alphanumeric() || c == '_') {
+        if name.is_empty()
+            || name.contains('(')
+            || !name.chars().all(|c| c.is_alphanumeric() || c == '_')
+        {
             continue;
         }
         if let Some(v) = eval(expr, &map) {
@@ -797,21 +1045,43 @@ fn constants_match_uapi_headers() {
     let cases: Vec<(consts::Names, Vec<String>)> = vec![
         (consts::OPEN_FLAGS, vec![h("asm-generic/fcntl.h")]),
         (consts::ACCESS_MODES, vec![h("asm-generic/fcntl.h")]),
-        (consts::FCNTL_CMDS, vec![h("asm-generic/fcntl.h"), h("linux/fcntl.h")]),
+        (
+            consts::FCNTL_CMDS,
+            vec![h("asm-generic/fcntl.h"), h("linux/fcntl.h")],
+        ),
         (consts::FD_FLAGS, vec![h("asm-generic/fcntl.h")]),
         (consts::FLOCK_OPS, vec![h("asm-generic/fcntl.h")]),
         (consts::AT_FLAGS, vec![h("linux/fcntl.h")]),
         (consts::PROT, vec![h("asm-generic/mman-common.h")]),
-        (consts::MAP_FLAGS, vec![h("asm-generic/mman-common.h"), h("linux/mman.h"), h(&format!("{arch}/mman.h"))]),
+        (
+            consts::MAP_FLAGS,
+            vec![
+                h("asm-generic/mman-common.h"),
+                h("linux/mman.h"),
+                h(&format!("{arch}/mman.h")),
+            ],
+        ),
         (consts::MAP_TYPES, vec![h("linux/mman.h")]),
         (consts::MREMAP, vec![h("linux/mman.h")]),
         (consts::MADVISE, vec![h("asm-generic/mman-common.h")]),
         (consts::WHENCE, vec![h("linux/fs.h")]),
-        (consts::SA_FLAGS, vec![h(&format!("{arch}/signal.h")), h("asm-generic/signal-defs.h")]),
-        (consts::SIGPROCMASK_HOW, vec![h("asm-generic/signal-defs.h")]),
+        (
+            consts::SA_FLAGS,
+            vec![
+                h(&format!("{arch}/signal.h")),
+                h("asm-generic/signal-defs.h"),
+            ],
+        ),
+        (
+            consts::SIGPROCMASK_HOW,
+            vec![h("asm-generic/signal-defs.h")],
+        ),
         (consts::CLONE_FLAGS, vec![h("linux/sched.h")]),
         (consts::WAIT_OPTIONS, vec![h("linux/wait.h")]),
-        (consts::IOCTLS, vec![h("asm-generic/ioctls.h"), h("linux/sockios.h")]),
+        (
+            consts::IOCTLS,
+            vec![h("asm-generic/ioctls.h"), h("linux/sockios.h")],
+        ),
         (consts::POLL_EVENTS, vec![h("asm-generic/poll.h")]),
         (consts::CLOCKS, vec![h("linux/time.h")]),
         (consts::FUTEX_CMDS, vec![h("linux/futex.h")]),
@@ -824,13 +1094,28 @@ fn constants_match_uapi_headers() {
         (consts::STATX_ATTRS, vec![h("linux/stat.h")]),
         (consts::FILE_TYPES, vec![h("linux/stat.h")]),
         (consts::MODE_SPECIAL, vec![h("linux/stat.h")]),
-        (consts::ADDRESS_FAMILIES, vec![h("x86_64-linux-gnu/bits/socket.h")]),
+        (
+            consts::ADDRESS_FAMILIES,
+            vec![h("x86_64-linux-gnu/bits/socket.h")],
+        ),
         (consts::MSG_FLAGS, vec![h("x86_64-linux-gnu/bits/socket.h")]),
-        (consts::SOL_LEVELS, vec![h("x86_64-linux-gnu/bits/socket.h")]),
-        (consts::SOCK_TYPES, vec![h("x86_64-linux-gnu/bits/socket_type.h")]),
+        (
+            consts::SOL_LEVELS,
+            vec![h("x86_64-linux-gnu/bits/socket.h")],
+        ),
+        (
+            consts::SOCK_TYPES,
+            vec![h("x86_64-linux-gnu/bits/socket_type.h")],
+        ),
         (consts::IPPROTO, vec![h("linux/in.h"), h("linux/in6.h")]),
         (consts::NETLINK_PROTO, vec![h("linux/netlink.h")]),
         (consts::SHUTDOWN, vec![h("x86_64-linux-gnu/sys/socket.h")]),
+        (consts::SO_OPTS, vec![h("asm-generic/socket.h")]),
+        (consts::IP_OPTS, vec![h("linux/in.h")]),
+        (consts::IPV6_OPTS, vec![h("linux/in6.h")]),
+        (consts::TCP_OPTS, vec![h("linux/tcp.h")]),
+        (consts::FADVISE, vec![h("linux/fadvise.h")]),
+        (consts::MEMFD_FLAGS, vec![h("linux/memfd.h")]),
     ];
     let mut total = 0;
     for (table, headers) in &cases {
@@ -889,7 +1174,11 @@ fn x86_64_table_matches_unistd_64_h() {
     };
     assert!(entries.len() > 350);
     for (nr, name) in &entries {
-        assert_eq!(table::x86_64(*nr).map(|i| i.name), Some(name.as_str()), "x86-64 {nr}");
+        assert_eq!(
+            table::x86_64(*nr).map(|i| i.name),
+            Some(name.as_str()),
+            "x86-64 {nr}"
+        );
         assert_eq!(table::by_name_x86_64(name).map(|x| x.0), Some(*nr));
     }
 }
@@ -902,6 +1191,56 @@ fn i386_table_matches_unistd_32_h() {
     };
     assert!(entries.len() > 420);
     for (nr, name) in &entries {
-        assert_eq!(table::i386(*nr).map(|i| i.name), Some(name.as_str()), "i386 {nr}");
+        assert_eq!(
+            table::i386(*nr).map(|i| i.name),
+            Some(name.as_str()),
+            "i386 {nr}"
+        );
     }
+}
+
+#[test]
+#[ignore]
+fn print_counts() {
+    let all = table::all();
+    let typed = all.iter().filter(|i| i.is_typed()).count();
+    let x64 = table::x86_64_names()
+        .iter()
+        .filter(|n| !n.is_empty())
+        .count();
+    let x64_typed = (0..table::x86_64_names().len() as u64)
+        .filter_map(table::x86_64)
+        .filter(|i| i.is_typed())
+        .count();
+    let i386 = table::i386_names().iter().filter(|n| !n.is_empty()).count();
+    eprintln!(
+        "prototypes {}, typed {typed}; x86-64 entries {x64} (typed {x64_typed}); i386 entries {i386}",
+        all.len()
+    );
+}
+
+/// `cargo test --release -p nitro-backend-linux decode_speed -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn decode_speed() {
+    let mut m = FakeMem::new();
+    let p = m.cstr("/usr/lib/x86_64-linux-gnu/libc.so.6");
+    let buf = m.alloc(&[b'x'; 4096]);
+    let openat = table::x86_64(257).unwrap();
+    let read = table::x86_64(0).unwrap();
+    let o = opts();
+    let n = 200_000u32;
+    let t = std::time::Instant::now();
+    let mut len = 0;
+    for _ in 0..n {
+        let raw = [AT_FDCWD, p, 0o2000000, 0, 0, 0];
+        let a = decode_enter(openat, &raw, &m, &o);
+        len += render_call(openat.name, &a, Some(&format_return(openat, 3))).len();
+        let raw = [3, buf, 4096, 0, 0, 0];
+        let mut a = decode_enter(read, &raw, &m, &o);
+        decode_exit(read, &raw, 4096, &mut a, &m, &o);
+        len += render_call(read.name, &a, Some(&format_return(read, 4096))).len();
+    }
+    let per = t.elapsed() / (2 * n);
+    eprintln!("{per:?} per decoded+rendered call ({len} bytes)");
 }

@@ -170,7 +170,10 @@ pub const NT: &[(u32, &str)] = &[
     (0x009f, "NtCompressKey"),
     (0x00a0, "NtConnectPort"),
     (0x00a1, "NtContinueEx"),
-    (0x00a2, "NtConvertBetweenAuxiliaryCounterAndPerformanceCounter"),
+    (
+        0x00a2,
+        "NtConvertBetweenAuxiliaryCounterAndPerformanceCounter",
+    ),
     (0x00a3, "NtCopyFileChunk"),
     (0x00a4, "NtCreateCrossVmEvent"),
     (0x00a5, "NtCreateCrossVmMutant"),

@@ -172,7 +172,10 @@ pub const NT: &[(u32, &str)] = &[
     (0x00a1, "NtCompressKey"),
     (0x00a2, "NtConnectPort"),
     (0x00a3, "NtContinueEx"),
-    (0x00a4, "NtConvertBetweenAuxiliaryCounterAndPerformanceCounter"),
+    (
+        0x00a4,
+        "NtConvertBetweenAuxiliaryCounterAndPerformanceCounter",
+    ),
     (0x00a5, "NtCopyFileChunk"),
     (0x00a6, "NtCreateCpuPartition"),
     (0x00a7, "NtCreateCrossVmEvent"),

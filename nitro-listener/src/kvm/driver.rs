@@ -578,7 +578,7 @@ fn poll<T>(rx: &Receiver<T>, spin: Duration) -> Option<T> {
             Ok(v) => return Some(v),
             Err(mpsc::TryRecvError::Disconnected) => return None,
             Err(mpsc::TryRecvError::Empty) if start.elapsed() >= spin => return None,
-            Err(mpsc::TryRecvError::Empty) => std::hint::spin_loop(),
+            Err(mpsc::TryRecvError::Empty) => std::thread::yield_now(),
         }
     }
 }

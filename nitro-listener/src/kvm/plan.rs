@@ -3,16 +3,20 @@
 //! x86 has four address breakpoints (DR0-DR3, Intel SDM 3A 17.2). An execution breakpoint
 //! fires *before* the instruction runs, so resuming means getting past it without the
 //! breakpoint firing again. In order of cost:
+//! 0. When the trapped instruction is a no-op (`endbr64` at Linux 6.12's syscall entry, the
+//!    5-byte `nop` of ftrace-patched function entries): advance RIP in the tracer. Zero extra
+//!    exits and no extra guest instruction on any host.
 //! 1. RFLAGS.RF set on resume (SDM 17.3.1.1): the processor skips instruction breakpoints for
 //!    one instruction. Zero extra exits where the host honours it (VMX/SVM).
-//! 2. Out of line (kprobes-style): a copy of the trapped instruction followed by
-//!    `jmp [rip+0]; .quad addr+len` in a scratch area; RIP is pointed at the copy. The copy
-//!    runs in the guest with no exit. Position-dependent instructions are fixed (RIP-relative
-//!    displacements) or refused (branches, calls, returns, traps).
+//! 2. Out of line (kprobes-style): a copy of the trapped instruction followed by a jump
+//!    back (`jmp rel32`, or `jmp [rip+0]; .quad addr+len` when out of reach) in a scratch
+//!    area; RIP is pointed at the copy, which runs in the guest with no exit.
+//!    Position-dependent instructions are fixed (RIP-relative displacements) or refused
+//!    (branches, calls, returns, traps).
 //! 3. Single-step with breakpoints lifted: two `KVM_SET_GUEST_DEBUG` ioctls and one extra
 //!    exit per hit.
 
-use iced_x86::{Decoder, DecoderOptions, FlowControl};
+use iced_x86::{Decoder, DecoderOptions, FlowControl, Mnemonic};
 use kvm_bindings::{kvm_guest_debug, KVM_GUESTDBG_ENABLE, KVM_GUESTDBG_USE_HW_BP};
 use nitro_mem::{PhysAddr, PhysMemory};
 use nitro_sys::x86;
@@ -46,6 +50,11 @@ pub enum Resume {
     Nothing,
     /// Set RFLAGS.RF.
     ResumeFlag,
+    /// The trapped instruction does nothing (`endbr64`, `nop`): advance RIP by `len`.
+    Emulate {
+        /// Instruction length.
+        len: u8,
+    },
     /// Point RIP at this linear address (the out-of-line copy).
     OutOfLine {
         /// Linear address of the copy.
@@ -61,6 +70,7 @@ impl Resume {
         match self {
             Resume::Nothing => Strategy::Watchpoint,
             Resume::ResumeFlag => Strategy::BreakpointResumeFlag,
+            Resume::Emulate { .. } => Strategy::BreakpointEmulated,
             Resume::OutOfLine { .. } => Strategy::BreakpointOutOfLine,
             Resume::Step => Strategy::BreakpointStep,
         }
@@ -126,12 +136,7 @@ impl ArmedPlan {
         for (n, site) in plan.sites.iter().enumerate() {
             let (rw, len, resume) = match site.kind {
                 TrapKind::Execute => {
-                    let resume = if rf_honoured {
-                        Resume::ResumeFlag
-                    } else {
-                        out_of_line_slot(n, site.addr, read_insn, mem, scratch)
-                            .map_or(Resume::Step, |slot| Resume::OutOfLine { slot })
-                    };
+                    let resume = execute_resume(n, site.addr, read_insn, mem, scratch, rf_honoured);
                     (x86::DR7_RW_EXECUTE, x86::DR7_LEN_1, resume)
                 }
                 TrapKind::WriteWatch { len } => {
@@ -204,32 +209,68 @@ fn dr7_len(addr: u64, len: u8) -> Result<u64, KvmError> {
     Ok(field)
 }
 
-/// Writes the out-of-line copy of the instruction at `addr` into slot `n` of the scratch
-/// area; `None` when there is no scratch area or the instruction cannot run elsewhere.
-fn out_of_line_slot(
+/// The cheapest way past the execution breakpoint `n` at `addr`: skip a no-op, else set RF
+/// where honoured, else run a copy out of line (written into slot `n` of the scratch area),
+/// else single-step.
+fn execute_resume(
     n: usize,
     addr: u64,
     read_insn: &InsnReader<'_>,
     mem: &dyn PhysMemory,
     scratch: Option<Scratch>,
-) -> Option<u64> {
-    let scratch = scratch?;
-    let off = n as u64 * SLOT_SIZE;
-    if off + SLOT_SIZE > scratch.len {
-        return None;
-    }
+    rf_honoured: bool,
+) -> Resume {
     let mut bytes = [0u8; MAX_INSN];
     // The instruction may end before a page we cannot read: retry shorter.
-    let got = (1..=MAX_INSN)
+    let Some(got) = (1..=MAX_INSN)
         .rev()
-        .find(|&l| read_insn(addr, &mut bytes[..l]).is_ok())?;
-    let code = relocate(addr, &bytes[..got], scratch.gva + off).ok()?;
-    mem.write_phys(PhysAddr(scratch.gpa + off), &code).ok()?;
-    Some(scratch.gva + off)
+        .find(|&l| read_insn(addr, &mut bytes[..l]).is_ok())
+    else {
+        return if rf_honoured {
+            Resume::ResumeFlag
+        } else {
+            Resume::Step
+        };
+    };
+    let bytes = &bytes[..got];
+    if let Some(len) = no_op_len(bytes) {
+        return Resume::Emulate { len };
+    }
+    if rf_honoured {
+        return Resume::ResumeFlag;
+    }
+    let Some(scratch) = scratch else {
+        return Resume::Step;
+    };
+    let off = n as u64 * SLOT_SIZE;
+    if off + SLOT_SIZE > scratch.len {
+        return Resume::Step;
+    }
+    let Ok(code) = relocate(addr, bytes, scratch.gva + off) else {
+        return Resume::Step;
+    };
+    match mem.write_phys(PhysAddr(scratch.gpa + off), &code) {
+        Ok(()) => Resume::OutOfLine {
+            slot: scratch.gva + off,
+        },
+        Err(_) => Resume::Step,
+    }
+}
+
+/// Length of the first instruction of `bytes` if it has no architectural effect besides
+/// advancing RIP: `nop` in all its forms, `pause`, `endbr64`/`endbr32` (CET end-branch
+/// markers, which Linux places at function and entry points when built with IBT).
+pub fn no_op_len(bytes: &[u8]) -> Option<u8> {
+    let insn = Decoder::new(64, bytes, DecoderOptions::NONE).decode();
+    let no_op = matches!(
+        insn.mnemonic(),
+        Mnemonic::Nop | Mnemonic::Pause | Mnemonic::Endbr64 | Mnemonic::Endbr32
+    );
+    (!insn.is_invalid() && no_op).then_some(insn.len() as u8)
 }
 
 /// The out-of-line copy of the first instruction of `bytes` (at linear `addr`), to run at
-/// `slot`: the instruction, fixed for its new address, then `jmp [rip+0]` to the next one.
+/// `slot`: the instruction, fixed for its new address, then a jump to the next one.
 pub fn relocate(addr: u64, bytes: &[u8], slot: u64) -> Result<Vec<u8>, String> {
     let mut decoder = Decoder::with_ip(64, bytes, addr, DecoderOptions::NONE);
     let insn = decoder.decode();
@@ -258,9 +299,20 @@ pub fn relocate(addr: u64, bytes: &[u8], slot: u64) -> Result<Vec<u8>, String> {
             .ok_or("displacement outside the instruction")?
             .copy_from_slice(&disp.to_le_bytes());
     }
-    // jmp qword ptr [rip+0] (FF /4, SDM 2A JMP), followed by the 8-byte target.
-    code.extend_from_slice(&[0xff, 0x25, 0, 0, 0, 0]);
-    code.extend_from_slice(&addr.wrapping_add(len as u64).to_le_bytes());
+    let back = addr.wrapping_add(len as u64);
+    // jmp rel32 (E9 cd, SDM 2A JMP) when the way back is within reach: no memory operand
+    // for a software hypervisor to emulate; else jmp qword ptr [rip+0] (FF /4) + target.
+    let after = slot.wrapping_add(code.len() as u64 + 5);
+    match i32::try_from(back.wrapping_sub(after) as i64) {
+        Ok(rel) => {
+            code.push(0xe9);
+            code.extend_from_slice(&rel.to_le_bytes());
+        }
+        Err(_) => {
+            code.extend_from_slice(&[0xff, 0x25, 0, 0, 0, 0]);
+            code.extend_from_slice(&back.to_le_bytes());
+        }
+    }
     Ok(code)
 }
 
@@ -273,13 +325,31 @@ mod tests {
         // swapgs (0f 01 f8): copied as is.
         let c = relocate(0x1000, &[0x0f, 0x01, 0xf8, 0x90], 0x5000).unwrap();
         assert_eq!(&c[..3], &[0x0f, 0x01, 0xf8]);
+        // jmp rel32 back to 0x1003 from the end of the slot code (0x5008).
+        assert_eq!(c[3], 0xe9);
+        let rel = i32::from_le_bytes(c[4..8].try_into().unwrap());
+        assert_eq!(0x5008i64 + i64::from(rel), 0x1003);
+        assert_eq!(c.len(), 8);
+        // Out of rel32 reach: the absolute form.
+        let far = 0x7fff_0000_0000u64;
+        let c = relocate(far, &[0x0f, 0x01, 0xf8], 0x5000).unwrap();
         assert_eq!(&c[3..9], &[0xff, 0x25, 0, 0, 0, 0]);
-        assert_eq!(u64::from_le_bytes(c[9..17].try_into().unwrap()), 0x1003);
+        assert_eq!(u64::from_le_bytes(c[9..17].try_into().unwrap()), far + 3);
         // mov rax, [rip+0x10] (48 8b 05 10 00 00 00) at 0x1000 reads 0x1017; from 0x5000 the
         // displacement becomes 0x1017 - 0x5007.
         let c = relocate(0x1000, &[0x48, 0x8b, 0x05, 0x10, 0, 0, 0], 0x5000).unwrap();
         let disp = i32::from_le_bytes(c[3..7].try_into().unwrap());
         assert_eq!(0x5007i64 + disp as i64, 0x1017);
+    }
+
+    #[test]
+    fn recognises_no_ops() {
+        assert_eq!(no_op_len(&[0xf3, 0x0f, 0x1e, 0xfa]), Some(4)); // endbr64
+        assert_eq!(no_op_len(&[0x0f, 0x1f, 0x44, 0x00, 0x00]), Some(5)); // nopl 0(%rax,%rax)
+        assert_eq!(no_op_len(&[0x90]), Some(1));
+        assert_eq!(no_op_len(&[0x0f, 0x01, 0xf8]), None); // swapgs
+        assert_eq!(no_op_len(&[0x48, 0x89, 0xc1]), None); // mov rcx, rax
+        assert_eq!(no_op_len(&[0x0f]), None);
     }
 
     #[test]

@@ -79,6 +79,7 @@ fn run_to_end(
     loop {
         match d.next_event().unwrap() {
             DriverEvent::Trap(e) => {
+                assert!(events.len() < 1000, "runaway traps: {e:?}");
                 let changes = hook(&e);
                 if !changes.is_empty() {
                     d.set_regs(&changes).unwrap();
@@ -393,6 +394,204 @@ fn vcpu_api_reports_port_writes_and_traps() {
             VcpuStop::PortOut {
                 port: 0x80,
                 value: i & 0xff
+            }
+        );
+    }
+}
+
+/// Interleaved timing of a bare `out` exit and a breakpoint trap (same process, alternating
+/// rounds, so load drift on a shared machine hits both). Prints the figures; run with
+/// `cargo test -p nitro-listener --release kvm::tests::trap_to_exit_ratio -- --ignored --nocapture`.
+#[test]
+#[ignore = "timing, not a check; run by hand"]
+fn trap_to_exit_ratio() {
+    if !kvm_usable() {
+        return;
+    }
+    use std::time::Instant;
+    let out_loop = [0xe6, 0x80, 0xeb, 0xfc]; // out 0x80, al ; jmp
+    let mov_loop = [0x48, 0x89, 0xc1, 0xeb, 0xfb]; // mov rcx, rax ; jmp
+    let mk = |code: &[u8]| {
+        KvmVm::synthetic(&SyntheticGuest {
+            code,
+            load_gpa: LOAD,
+            entry: LOAD,
+            vcpus: 1,
+            memory_size: 1 << 20,
+        })
+        .unwrap()
+    };
+    let mut bare = mk(&out_loop);
+    bare.vcpus_mut()[0].set_port_io(Arc::new(PortLog::new(0).stop_on(0x80)));
+    let mut trap = mk(&mov_loop);
+    let rf = probe_resume_flag(KVM_PATH).unwrap();
+    let armed = trap
+        .prepare(
+            &TrapPlan {
+                sites: vec![site(LOAD, Direction::Enter)],
+            },
+            rf,
+        )
+        .unwrap();
+    trap.vcpus_mut()[0].arm(armed).unwrap();
+    let mut step = mk(&mov_loop);
+    let mut plan = ArmedPlan::build(
+        &TrapPlan {
+            sites: vec![site(LOAD, Direction::Enter)],
+        },
+        &|_, _| Err(KvmError::Layout("no copy".into())),
+        &**step.memory(),
+        None,
+        false,
+    )
+    .unwrap();
+    assert_eq!(plan.sites()[0].resume, Resume::Step);
+    step.vcpus_mut()[0]
+        .arm(Arc::new(std::mem::replace(&mut plan, ArmedPlan::empty())))
+        .unwrap();
+    let mut driver = KvmDriver::new_synthetic(&mov_loop, LOAD, LOAD, 1, 1 << 20).unwrap();
+    driver
+        .arm(&TrapPlan {
+            sites: vec![site(LOAD, Direction::Enter)],
+        })
+        .unwrap();
+    driver.resume().unwrap();
+    let endbr_loop = [0xf3, 0x0f, 0x1e, 0xfa, 0xeb, 0xfa]; // endbr64 ; jmp
+    let mut emul = mk(&endbr_loop);
+    let armed = emul
+        .prepare(
+            &TrapPlan {
+                sites: vec![site(LOAD, Direction::Enter)],
+            },
+            rf,
+        )
+        .unwrap();
+    emul.vcpus_mut()[0].arm(armed).unwrap();
+    let mut sleeper = KvmDriver::new_synthetic(&mov_loop, LOAD, LOAD, 1, 1 << 20).unwrap();
+    sleeper.set_spin(Duration::ZERO);
+    sleeper
+        .arm(&TrapPlan {
+            sites: vec![site(LOAD, Direction::Enter)],
+        })
+        .unwrap();
+    sleeper.resume().unwrap();
+    const N: u32 = 2000;
+    let mut rounds: Vec<[f64; 6]> = Vec::new();
+    for _ in 0..15 {
+        let mut r = [0f64; 6];
+        let t = Instant::now();
+        for _ in 0..N {
+            assert!(matches!(
+                bare.vcpus_mut()[0].run().unwrap(),
+                VcpuStop::PortOut { .. }
+            ));
+        }
+        r[0] = t.elapsed().as_secs_f64() * 1e6 / f64::from(N);
+        let t = Instant::now();
+        for _ in 0..N {
+            assert!(matches!(
+                trap.vcpus_mut()[0].run().unwrap(),
+                VcpuStop::Trap { .. }
+            ));
+        }
+        r[1] = t.elapsed().as_secs_f64() * 1e6 / f64::from(N);
+        let t = Instant::now();
+        for _ in 0..N {
+            assert!(matches!(
+                step.vcpus_mut()[0].run().unwrap(),
+                VcpuStop::Trap { .. }
+            ));
+        }
+        r[2] = t.elapsed().as_secs_f64() * 1e6 / f64::from(N);
+        let t = Instant::now();
+        for _ in 0..N {
+            assert!(matches!(driver.next_event().unwrap(), DriverEvent::Trap(_)));
+            driver.resume().unwrap();
+        }
+        r[3] = t.elapsed().as_secs_f64() * 1e6 / f64::from(N);
+        let t = Instant::now();
+        for _ in 0..N {
+            assert!(matches!(
+                sleeper.next_event().unwrap(),
+                DriverEvent::Trap(_)
+            ));
+            sleeper.resume().unwrap();
+        }
+        r[4] = t.elapsed().as_secs_f64() * 1e6 / f64::from(N);
+        let t = Instant::now();
+        for _ in 0..N {
+            assert!(matches!(
+                emul.vcpus_mut()[0].run().unwrap(),
+                VcpuStop::Trap { .. }
+            ));
+        }
+        r[5] = t.elapsed().as_secs_f64() * 1e6 / f64::from(N);
+        rounds.push(r);
+    }
+    let median = |k: usize| {
+        let mut v: Vec<f64> = rounds.iter().map(|r| r[k]).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let mut ratios: Vec<f64> = rounds.iter().map(|r| r[1] / r[0]).collect();
+    ratios.sort_by(f64::total_cmp);
+    eprintln!(
+        "bare exit {:.2} us, trap: out-of-line {:.2} us, emulated no-op {:.2} us, single-step {:.2} us, trap via Driver {:.2} us (no spin {:.2} us); \
+         trap/exit ratio per round: median {:.2}, min {:.2}",
+        median(0),
+        median(1),
+        median(5),
+        median(2),
+        median(3),
+        median(4),
+        ratios[ratios.len() / 2],
+        ratios[0]
+    );
+}
+
+#[test]
+fn no_op_sites_are_skipped_in_the_tracer() {
+    if !kvm_usable() {
+        return;
+    }
+    // loop: endbr64 ; inc rax ; out 0x80, al ; jmp loop   (Linux 6.12's entry starts so)
+    let code = [
+        0xf3, 0x0f, 0x1e, 0xfa, 0x48, 0xff, 0xc0, 0xe6, 0x80, 0xeb, 0xf5,
+    ];
+    let guest = SyntheticGuest {
+        code: &code,
+        load_gpa: LOAD,
+        entry: LOAD,
+        vcpus: 1,
+        memory_size: 1 << 20,
+    };
+    let mut vm = KvmVm::synthetic(&guest).unwrap();
+    let armed = vm
+        .prepare(
+            &TrapPlan {
+                sites: vec![site(LOAD, Direction::Enter)],
+            },
+            false,
+        )
+        .unwrap();
+    assert_eq!(armed.sites()[0].resume, Resume::Emulate { len: 4 });
+    assert_eq!(
+        armed.sites()[0].resume.strategy(),
+        Strategy::BreakpointEmulated
+    );
+    let vcpu = &mut vm.vcpus_mut()[0];
+    vcpu.set_port_io(Arc::new(PortLog::new(0).stop_on(0x80)));
+    vcpu.arm(armed).unwrap();
+    for i in 0..3u64 {
+        match vcpu.run().unwrap() {
+            VcpuStop::Trap { regs, .. } => assert_eq!((regs.rip, regs.rax), (LOAD, i)),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            vcpu.run().unwrap(),
+            VcpuStop::PortOut {
+                port: 0x80,
+                value: i + 1
             }
         );
     }

@@ -273,6 +273,10 @@ impl KvmVcpu {
                 s.regs.rflags |= x86::RFLAGS_RF;
                 self.fd.set_sync_dirty_reg(SyncReg::Register);
             }
+            Resume::Emulate { len } => {
+                s.regs.rip = site.addr.wrapping_add(u64::from(len));
+                self.fd.set_sync_dirty_reg(SyncReg::Register);
+            }
             Resume::OutOfLine { slot } => {
                 s.regs.rip = slot;
                 self.fd.set_sync_dirty_reg(SyncReg::Register);

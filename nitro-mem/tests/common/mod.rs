@@ -80,12 +80,22 @@ impl Builder {
     }
 
     pub fn set_entry(&self, addr: u64, v: u64) {
-        self.mem.write_phys(PhysAddr(addr), &v.to_le_bytes()).unwrap();
+        self.mem
+            .write_phys(PhysAddr(addr), &v.to_le_bytes())
+            .unwrap();
     }
 
     /// Maps the `size`-page at `va` (aligned, canonical) to `pa` (aligned). Returns false,
     /// changing nothing visible, if it would overlap an existing mapping or tables run out.
-    pub fn map(&mut self, va: u64, pa: u64, size: u64, writable: bool, user: bool, nx: bool) -> bool {
+    pub fn map(
+        &mut self,
+        va: u64,
+        pa: u64,
+        size: u64,
+        writable: bool,
+        user: bool,
+        nx: bool,
+    ) -> bool {
         assert_eq!(va % size, 0);
         assert_eq!(pa % size, 0);
         let leaf_level = match size {
@@ -126,7 +136,14 @@ impl Builder {
             e |= PS;
         }
         self.set_entry(slot, e);
-        self.maps.push(Mapping { va, pa, size, writable, user, nx });
+        self.maps.push(Mapping {
+            va,
+            pa,
+            size,
+            writable,
+            user,
+            nx,
+        });
         true
     }
 

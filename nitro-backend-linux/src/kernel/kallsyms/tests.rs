@@ -49,7 +49,7 @@ fn encode(typed_name: &str, pairs: &[(u8, Vec<u8>)]) -> Vec<u8> {
 }
 
 fn align8(v: &mut Vec<u8>) {
-    while v.len() % 8 != 0 {
+    while v.len() & 7 != 0 {
         v.push(0);
     }
 }
@@ -93,7 +93,7 @@ fn build(order: Order, absolute_percpu: bool) -> Vec<u8> {
     let mut names = Vec::new();
     let mut markers = Vec::new();
     for (i, (kind, name, ..)) in syms.iter().enumerate() {
-        if i % 256 == 0 {
+        if i & 0xff == 0 {
             markers.push(names.len() as u32);
         }
         let enc = encode(&format!("{kind}{name}"), &pairs);
@@ -198,7 +198,17 @@ fn check(ks: &Kallsyms) {
     );
     assert_eq!(ks.symbolize(u64::MAX), None);
 
+    assert_eq!(
+        ks.range("func_00003_aa"),
+        Some((TEXT + 0x100 + 0x40 * 3, TEXT + 0x100 + 0x40 * 4))
+    );
+    assert_eq!(ks.range("cpu_tss_rw"), None);
+    assert_eq!(ks.range("sys_call_table"), None, "last symbol has no end");
     let slid = ks.with_slide(0x3a0_0000);
+    assert_eq!(
+        slid.range("entry_SYSCALL_64"),
+        Some((TEXT + 0xc0_0080 + 0x3a0_0000, TEXT + 0xc0_1000 + 0x3a0_0000))
+    );
     assert_eq!(slid.slide(), 0x3a0_0000);
     assert_eq!(
         slid.lookup("entry_SYSCALL_64"),

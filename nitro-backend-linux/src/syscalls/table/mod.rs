@@ -49,8 +49,7 @@ bitflags::bitflags! {
 
 impl Classes {
     /// `%stat_like`: every stat variant.
-    pub const STAT_LIKE: Classes =
-        Classes::STAT.union(Classes::LSTAT).union(Classes::FSTAT);
+    pub const STAT_LIKE: Classes = Classes::STAT.union(Classes::LSTAT).union(Classes::FSTAT);
     /// `%statfs_like`: every statfs variant.
     pub const STATFS_LIKE: Classes = Classes::STATFS.union(Classes::FSTATFS);
 
@@ -146,7 +145,12 @@ impl SyscallInfo {
 }
 
 const fn s(name: &'static str, classes: u32, args: &'static [ArgSpec]) -> SyscallInfo {
-    SyscallInfo { name, args, classes: Classes::from_bits_retain(classes), ret: RetKind::Int }
+    SyscallInfo {
+        name,
+        args,
+        classes: Classes::from_bits_retain(classes),
+        ret: RetKind::Int,
+    }
 }
 
 const fn a(name: &'static str, kind: ArgKind) -> ArgSpec {
@@ -158,14 +162,20 @@ fn by_name_map() -> &'static HashMap<&'static str, &'static SyscallInfo> {
     MAP.get_or_init(|| protos::PROTOS.iter().map(|i| (i.name, i)).collect())
 }
 
-fn by_nr(names: &'static [&'static str], overrides: &'static [SyscallInfo]) -> Vec<Option<&'static SyscallInfo>> {
+fn by_nr(
+    names: &'static [&'static str],
+    overrides: &'static [SyscallInfo],
+) -> Vec<Option<&'static SyscallInfo>> {
     names
         .iter()
         .map(|n| {
             if n.is_empty() {
                 return None;
             }
-            overrides.iter().find(|o| o.name == *n).or_else(|| by_name_map().get(n).copied())
+            overrides
+                .iter()
+                .find(|o| o.name == *n)
+                .or_else(|| by_name_map().get(n).copied())
         })
         .collect()
 }
@@ -174,7 +184,9 @@ fn by_nr(names: &'static [&'static str], overrides: &'static [SyscallInfo]) -> V
 pub fn x86_64(nr: u64) -> Option<&'static SyscallInfo> {
     static T: OnceLock<Vec<Option<&'static SyscallInfo>>> = OnceLock::new();
     let t = T.get_or_init(|| by_nr(&numbers::X86_64, &[]));
-    usize::try_from(nr).ok().and_then(|n| t.get(n).copied().flatten())
+    usize::try_from(nr)
+        .ok()
+        .and_then(|n| t.get(n).copied().flatten())
 }
 
 /// The i386 syscall `nr` (Linux 6.12 `syscall_32.tbl`), with i386 prototypes where they
@@ -182,7 +194,9 @@ pub fn x86_64(nr: u64) -> Option<&'static SyscallInfo> {
 pub fn i386(nr: u64) -> Option<&'static SyscallInfo> {
     static T: OnceLock<Vec<Option<&'static SyscallInfo>>> = OnceLock::new();
     let t = T.get_or_init(|| by_nr(&numbers::I386, protos::I386_OVERRIDES));
-    usize::try_from(nr).ok().and_then(|n| t.get(n).copied().flatten())
+    usize::try_from(nr)
+        .ok()
+        .and_then(|n| t.get(n).copied().flatten())
 }
 
 /// The x86-64 number and prototype of `name`.
@@ -241,7 +255,9 @@ pub fn strip_symbol_prefix(name: &str) -> &str {
 
 /// strace classes of a syscall by name (empty if unknown).
 pub fn classes_of(name: &str) -> Classes {
-    info_for_name(name).map(|i| i.classes).unwrap_or(Classes::empty())
+    info_for_name(name)
+        .map(|i| i.classes)
+        .unwrap_or(Classes::empty())
 }
 
 /// Every prototype known (x86-64 and i386 names).

@@ -8,6 +8,7 @@
 //! the 32-bit y2038 calls; i386 415 is unassigned). x32 numbers (512-547) are not listed.
 
 /// x86-64 names indexed by syscall number.
+#[rustfmt::skip]
 pub(super) static X86_64: [&str; 467] = [
     "read", "write", "open", "close", // 0
     "stat", "fstat", "lstat", "poll", // 4
@@ -129,6 +130,7 @@ pub(super) static X86_64: [&str; 467] = [
 ];
 
 /// i386 names indexed by syscall number.
+#[rustfmt::skip]
 pub(super) static I386: [&str; 467] = [
     "restart_syscall", "exit", "fork", "read", // 0
     "write", "open", "close", "waitpid", // 4

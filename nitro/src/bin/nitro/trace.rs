@@ -1,14 +1,13 @@
-//! The `nitro` command line. See DESIGN.md, "The command line".
+//! `nitro trace`: boot a guest, run a command in it, trace its system calls.
 
 use std::{
     fs::File,
     io::{BufWriter, Write},
     path::PathBuf,
-    process::ExitCode,
     time::Duration,
 };
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, ValueEnum};
 use nitro::{
     guest::{self, ControlMessage, GuestRun, GuestSpec},
     sink::{JsonlSink, Sink, TextSink},
@@ -17,22 +16,7 @@ use nitro::{
 use nitro_backend_linux::LinuxBackend;
 use nitro_listener::qemu::{detect_accel, Accel, QemuDriver};
 
-#[derive(Parser, Debug)]
-#[command(
-    name = "nitro",
-    version,
-    about = "Trace the system calls of a virtual machine from the outside"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand, Debug)]
-enum Command {
-    /// Boot a guest, run COMMAND inside it and trace its system calls.
-    Trace(TraceArgs),
-}
+use crate::{fail, CliResult};
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 enum Format {
@@ -48,7 +32,7 @@ enum AccelArg {
 }
 
 #[derive(Args, Debug)]
-struct TraceArgs {
+pub struct TraceArgs {
     /// A provisioned guest: debian-6.1 or debian-6.12 (see scripts/provision.sh).
     #[arg(long, conflicts_with = "kernel")]
     guest: Option<String>,
@@ -90,27 +74,8 @@ struct TraceArgs {
     command: Vec<String>,
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Trace(a) => trace(a),
-    };
-    match result {
-        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
-        Err((e, code)) => {
-            eprintln!("nitro: error: {e}");
-            ExitCode::from(code)
-        }
-    }
-}
-
-type CliResult = Result<i32, (NitroError, u8)>;
-
-fn fail(e: impl Into<NitroError>) -> (NitroError, u8) {
-    (e.into(), 1)
-}
-
-fn trace(a: TraceArgs) -> CliResult {
+/// `nitro trace`.
+pub fn run(a: TraceArgs) -> CliResult {
     let kernel = match (&a.guest, &a.kernel) {
         (Some(g), _) => guest::guest_kernel(g).map_err(fail)?,
         (None, Some(k)) => k.clone(),
