@@ -59,7 +59,7 @@ pub use driver::KvmDriver;
 pub use error::KvmError;
 pub use memory::GuestRam;
 pub use plan::{ArmedPlan, ArmedSite, Resume, Scratch};
-pub use port::{NoPorts, PortIo, PortLog, PortWrite};
+pub use port::{NoPorts, PortAction, PortIo, PortLog, PortWrite};
 pub use probe::probe_resume_flag;
 pub use vcpu::{to_regs, KvmVcpu, VcpuKicker, VcpuStop};
 pub use vm::{open_kvm, KvmVm, SyntheticGuest, KVM_PATH};

@@ -2,11 +2,21 @@
 
 use std::sync::Mutex;
 
+/// What a vCPU does after an `out`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortAction {
+    /// Run on.
+    Continue,
+    /// Return [`super::VcpuStop::PortOut`] from [`super::KvmVcpu::run`] (the driver runs on).
+    Stop,
+    /// The guest asked to power off or reset: the vCPU ends as if it had halted.
+    EndGuest,
+}
+
 /// Answers a vCPU's port I/O. Called on the vCPU's own thread, so it must be quick.
 pub trait PortIo: Send + Sync + std::fmt::Debug {
-    /// An `out` of `data` to `port`. Return true to make [`super::KvmVcpu::run`] return
-    /// [`super::VcpuStop::PortOut`] (the driver ignores it and runs on).
-    fn out(&self, vcpu: u32, port: u16, data: &[u8]) -> bool;
+    /// An `out` of `data` to `port`.
+    fn out(&self, vcpu: u32, port: u16, data: &[u8]) -> PortAction;
 
     /// An `in` from `port`: fill `data`. Default: all ones, as from an absent device.
     fn input(&self, _vcpu: u32, _port: u16, data: &mut [u8]) {
@@ -19,8 +29,8 @@ pub trait PortIo: Send + Sync + std::fmt::Debug {
 pub struct NoPorts;
 
 impl PortIo for NoPorts {
-    fn out(&self, _vcpu: u32, _port: u16, _data: &[u8]) -> bool {
-        false
+    fn out(&self, _vcpu: u32, _port: u16, _data: &[u8]) -> PortAction {
+        PortAction::Continue
     }
 }
 
@@ -72,7 +82,7 @@ impl PortLog {
 }
 
 impl PortIo for PortLog {
-    fn out(&self, vcpu: u32, port: u16, data: &[u8]) -> bool {
+    fn out(&self, vcpu: u32, port: u16, data: &[u8]) -> PortAction {
         let mut v = [0u8; 8];
         let n = data.len().min(8);
         v[..n].copy_from_slice(&data[..n]);
@@ -86,6 +96,10 @@ impl PortIo for PortLog {
                 });
             }
         }
-        self.stop_port == Some(port)
+        if self.stop_port == Some(port) {
+            PortAction::Stop
+        } else {
+            PortAction::Continue
+        }
     }
 }

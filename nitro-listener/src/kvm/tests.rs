@@ -158,7 +158,7 @@ fn entry_and_return_events_carry_registers() {
         for e in [enter, exit] {
             assert_eq!(e.kind, SyscallKind::Syscall64);
             assert_eq!(e.strategy, breakpoint_strategy(&d));
-            assert_eq!(e.regs.cs, 0x08);
+            assert_eq!(e.regs.cs, u32::from(vm::CODE_SELECTOR));
             assert_eq!(e.regs.cpl(), 0);
             assert_eq!(e.cr3(), 0x2000);
             assert_ne!(e.regs.efer & nitro_sys::x86::EFER_LMA, 0);

@@ -14,7 +14,7 @@ use nitro_sys::x86;
 
 use super::{
     plan::{ArmedPlan, ArmedSite, Resume},
-    port::PortIo,
+    port::{PortAction, PortIo},
     KvmError,
 };
 use crate::{Reg, RegChanges, Regs};
@@ -42,7 +42,7 @@ pub enum VcpuStop {
         /// The value written (little-endian, up to 8 bytes).
         value: u64,
     },
-    /// The guest executed `hlt`.
+    /// The guest executed `hlt` (or asked the [`PortIo`] handler to power off).
     Halted,
     /// A stop requested with [`VcpuKicker::request_stop`] took effect.
     Interrupted,
@@ -233,17 +233,17 @@ impl KvmVcpu {
                     }
                     return Ok(VcpuStop::Trap { site, regs });
                 }
-                VcpuExit::IoOut(port, data) => {
-                    if self.port_io.out(self.index, port, data) {
+                VcpuExit::IoOut(port, data) => match self.port_io.out(self.index, port, data) {
+                    PortAction::Continue => {}
+                    PortAction::Stop => {
                         let mut v = [0u8; 8];
                         let n = data.len().min(8);
                         v[..n].copy_from_slice(&data[..n]);
-                        return Ok(VcpuStop::PortOut {
-                            port,
-                            value: u64::from_le_bytes(v),
-                        });
+                        let value = u64::from_le_bytes(v);
+                        return Ok(VcpuStop::PortOut { port, value });
                     }
-                }
+                    PortAction::EndGuest => return Ok(VcpuStop::Halted),
+                },
                 VcpuExit::IoIn(port, data) => self.port_io.input(self.index, port, data),
                 VcpuExit::MmioRead(_, data) => data.fill(0xff),
                 VcpuExit::MmioWrite(..) | VcpuExit::IrqWindowOpen | VcpuExit::Intr => {}

@@ -5,7 +5,7 @@
 //!
 //! | GPA | what |
 //! |---|---|
-//! | `0x1000` | GDT: null, 64-bit code (selector 0x08), data (0x10) |
+//! | `0x1000` | GDT: null, unused, 64-bit code (selector 0x10), data (0x18) |
 //! | `0x2000`, `0x3000`, `0x4000` | PML4, PDPT, PD (512 x 2 MiB) |
 //! | `0x5000` | scratch page for out-of-line copies ([`Scratch`]) |
 //! | [`SYNTHETIC_LOAD_MIN`] .. | the guest's code, loaded at `load_gpa` |
@@ -17,7 +17,9 @@
 
 use std::{ffi::CString, sync::Arc};
 
-use kvm_bindings::{kvm_regs, kvm_segment, kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES};
+use kvm_bindings::{
+    kvm_regs, kvm_segment, kvm_sregs, kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES,
+};
 use kvm_ioctls::{Cap, Kvm, VmFd};
 use nitro_mem::{AddressSpace, PhysAddr, PhysMemory, VirtAddr};
 use nitro_sys::x86;
@@ -33,8 +35,8 @@ use crate::TrapPlan;
 /// The KVM device node.
 pub const KVM_PATH: &str = "/dev/kvm";
 
-const GDT_GPA: u64 = 0x1000;
-const PML4_GPA: u64 = 0x2000;
+pub(crate) const GDT_GPA: u64 = 0x1000;
+pub(crate) const PML4_GPA: u64 = 0x2000;
 const PDPT_GPA: u64 = 0x3000;
 const PD_GPA: u64 = 0x4000;
 const SCRATCH_GPA: u64 = 0x5000;
@@ -48,9 +50,13 @@ pub const SYNTHETIC_MEMORY_MAX: u64 = 1 << 30;
 /// Most vCPUs of a synthetic guest.
 pub const SYNTHETIC_VCPUS_MAX: u32 = 64;
 
-/// GDT descriptors (Intel SDM 3A 3.4.5): flat 64-bit code (L=1, D=0, P, DPL 0, type 0xB)
-/// and flat data (D/B=1, G=1, P, type 0x3).
-const GDT: [u64; 3] = [0, 0x00af_9b00_0000_ffff, 0x00cf_9300_0000_ffff];
+/// GDT descriptors (Intel SDM 3A 3.4.5): null, unused, flat 64-bit code (L=1, D=0, P, DPL 0,
+/// type 0xB) and flat data (D/B=1, G=1, P, type 0x3).
+const GDT: [u64; 4] = [0, 0, 0x00af_9b00_0000_ffff, 0x00cf_9300_0000_ffff];
+/// Code segment selector (GDT entry 2).
+pub const CODE_SELECTOR: u16 = 0x10;
+/// Data segment selector (GDT entry 3).
+pub const DATA_SELECTOR: u16 = 0x18;
 
 /// What to run in a synthetic guest.
 #[derive(Debug, Clone, Copy)]
@@ -156,48 +162,7 @@ impl KvmVm {
             let mut sregs = fd
                 .get_sregs()
                 .map_err(|e| KvmError::ioctl("KVM_GET_SREGS", e))?;
-            let code = kvm_segment {
-                base: 0,
-                limit: 0xffff_ffff,
-                selector: 0x08,
-                type_: x86::SEG_TYPE_CODE_XR_ACCESSED,
-                present: 1,
-                dpl: 0,
-                db: 0,
-                s: 1,
-                l: 1,
-                g: 1,
-                avl: 0,
-                unusable: 0,
-                padding: 0,
-            };
-            let data = kvm_segment {
-                selector: 0x10,
-                type_: x86::SEG_TYPE_DATA_RW_ACCESSED,
-                db: 1,
-                l: 0,
-                ..code
-            };
-            sregs.cs = code;
-            sregs.ds = data;
-            sregs.es = data;
-            sregs.fs = data;
-            sregs.gs = data;
-            sregs.ss = data;
-            sregs.gdt.base = GDT_GPA;
-            sregs.gdt.limit = (GDT.len() * 8 - 1) as u16;
-            sregs.idt.base = 0;
-            sregs.idt.limit = 0;
-            sregs.cr3 = PML4_GPA;
-            sregs.cr4 = x86::CR4_PAE | x86::CR4_OSFXSR | x86::CR4_OSXMMEXCPT;
-            sregs.cr0 = x86::CR0_PE
-                | x86::CR0_MP
-                | x86::CR0_ET
-                | x86::CR0_NE
-                | x86::CR0_WP
-                | x86::CR0_AM
-                | x86::CR0_PG;
-            sregs.efer = x86::EFER_LME | x86::EFER_LMA;
+            long_mode_sregs(&mut sregs);
             let regs = kvm_regs {
                 rip: guest.entry,
                 rsp: guest.memory_size - u64::from(i) * SYNTHETIC_STACK,
@@ -328,8 +293,55 @@ fn check_layout(g: &SyntheticGuest<'_>) -> Result<(), KvmError> {
     Ok(())
 }
 
+/// Flat 64-bit ring-0 segments (code 0x10, data 0x18: the selectors the Linux 64-bit boot
+/// protocol asks for), [`GDT`] at `0x1000`, identity paging, no IDT.
+pub(crate) fn long_mode_sregs(sregs: &mut kvm_sregs) {
+    let code = kvm_segment {
+        base: 0,
+        limit: 0xffff_ffff,
+        selector: CODE_SELECTOR,
+        type_: x86::SEG_TYPE_CODE_XR_ACCESSED,
+        present: 1,
+        dpl: 0,
+        db: 0,
+        s: 1,
+        l: 1,
+        g: 1,
+        avl: 0,
+        unusable: 0,
+        padding: 0,
+    };
+    let data = kvm_segment {
+        selector: DATA_SELECTOR,
+        type_: x86::SEG_TYPE_DATA_RW_ACCESSED,
+        db: 1,
+        l: 0,
+        ..code
+    };
+    sregs.cs = code;
+    sregs.ds = data;
+    sregs.es = data;
+    sregs.fs = data;
+    sregs.gs = data;
+    sregs.ss = data;
+    sregs.gdt.base = GDT_GPA;
+    sregs.gdt.limit = (GDT.len() * 8 - 1) as u16;
+    sregs.idt.base = 0;
+    sregs.idt.limit = 0;
+    sregs.cr3 = PML4_GPA;
+    sregs.cr4 = x86::CR4_PAE | x86::CR4_OSFXSR | x86::CR4_OSXMMEXCPT;
+    sregs.cr0 = x86::CR0_PE
+        | x86::CR0_MP
+        | x86::CR0_ET
+        | x86::CR0_NE
+        | x86::CR0_WP
+        | x86::CR0_AM
+        | x86::CR0_PG;
+    sregs.efer = x86::EFER_LME | x86::EFER_LMA;
+}
+
 /// GDT and identity page tables.
-fn write_tables(mem: &dyn PhysMemory) -> Result<(), KvmError> {
+pub(crate) fn write_tables(mem: &dyn PhysMemory) -> Result<(), KvmError> {
     for (i, d) in GDT.iter().enumerate() {
         mem.write_phys(PhysAddr(GDT_GPA + i as u64 * 8), &d.to_le_bytes())?;
     }
