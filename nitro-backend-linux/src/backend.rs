@@ -1,6 +1,10 @@
 //! The Linux OS backend: trap planning and turning stops into [`Syscall`] records.
 
-use std::{collections::HashMap, path::Path};
+use std::{
+    collections::{BTreeSet, HashMap},
+    ops::Range,
+    path::Path,
+};
 
 use nitro_listener::{
     Capabilities, Direction, NitroEvent, Regs, SyscallKind, TrapKind, TrapPlan, TrapSite,
@@ -8,9 +12,14 @@ use nitro_listener::{
 use nitro_mem::{AddressSpace, PagingMode, PhysAddr, PhysMemory, VirtAddr, VirtRead};
 use nitro_os::{Arg, ArgValue, OsBackend, OsError, ReturnValue, Syscall, TraceScope};
 
+mod pertask;
+
+use pertask::info_of;
+
 use crate::{
     kernel::{btf::Btf, bzimage, elf::Elf, kallsyms::Kallsyms},
-    layout::{Offsets, Symbols},
+    layout::{self, Offsets, Symbols},
+    sites,
     syscalls::{self, DecodeOptions},
     task, LinuxError,
 };
@@ -55,7 +64,45 @@ pub struct LinuxBackend {
     /// Decoding options (string limit...).
     pub decode: DecodeOptions,
     stats: BackendStats,
+    /// Per-task traps, when the kernel keeps `task_struct.kstack_offset`.
+    per_task: Option<PerTask>,
+    /// The per-CPU sites of the last plan (entries, and exits when not per task).
+    base_plan: TrapPlan,
+    /// Tasks whose `kstack_offset` is watched.
+    watched: BTreeSet<u64>,
+    /// Watched tasks running 32-bit code: their compat entries are watched too.
+    compat_tasks: BTreeSet<u64>,
+    /// The traps changed since the last plan handed out.
+    plan_dirty: bool,
+    /// Executable path per `mm_struct` (one walk per address space).
+    exe_cache: HashMap<u64, Option<String>>,
+    /// Per-CPU area bases found when planning.
+    cpu_bases: Vec<u64>,
+    /// `pt_regs` address minus `task_struct.stack`, learnt from the first 64-bit entry.
+    stack_delta: Option<u64>,
+    /// Index in the last plan of the first context-switch site (see `pertask.rs`).
+    switch_sites: Option<std::ops::Range<usize>>,
+    /// `__switch_to` as the guest sees it.
+    switch_to: Option<Range<u64>>,
 }
+
+/// Where the per-task traps are, from the code of the running kernel.
+#[derive(Debug, Clone)]
+struct PerTask {
+    /// `task_struct.kstack_offset`.
+    field: u64,
+    /// The store in `arch_exit_to_user_mode_prepare()`.
+    exit: Vec<Range<u64>>,
+    /// The load in `do_int80_emulation()` / `do_int80_syscall_32()`.
+    int80: Vec<Range<u64>>,
+    /// The load in `__do_fast_syscall_32()` (sysenter and 32-bit syscall).
+    fast: Vec<Range<u64>>,
+}
+
+/// Most tasks given a watchpoint of their own.
+const MAX_WATCHED: usize = 1024;
+/// `__USER32_CS` (arch/x86/include/asm/segment.h: GDT entry 4, RPL 3).
+const USER32_CS: u64 = 0x23;
 
 fn os(e: LinuxError) -> OsError {
     OsError::Discovery(e.to_string())
@@ -102,6 +149,16 @@ impl LinuxBackend {
             orphans: Vec::new(),
             decode: DecodeOptions::default(),
             stats: BackendStats::default(),
+            per_task: None,
+            base_plan: TrapPlan::default(),
+            watched: BTreeSet::new(),
+            compat_tasks: BTreeSet::new(),
+            plan_dirty: false,
+            exe_cache: HashMap::new(),
+            cpu_bases: Vec::new(),
+            stack_delta: None,
+            switch_sites: None,
+            switch_to: None,
         })
     }
 
@@ -181,9 +238,12 @@ impl LinuxBackend {
         let task = task::current_task(space, r.gs_base, &self.offsets);
         let key = task.unwrap_or(pt_regs);
         let process = match task {
-            Some(t) => task::process(space, t, &self.offsets),
+            Some(t) => self.process_of(space, t),
             None => Default::default(),
         };
+        if let Some(t) = task {
+            self.watch_task(t);
+        }
         let info = syscalls::table::info_for_name(&name).or_else(|| syscalls::table::x86_64(nr));
         let args = match info {
             Some(info) => syscalls::decode_enter(info, &raw, space, &self.decode),
@@ -209,21 +269,31 @@ impl LinuxBackend {
             task_key: key,
         };
         self.pt_regs.insert(key, (pt_regs, r.rcx));
+        if let (None, Some(t), Some(off)) = (self.stack_delta, task, self.offsets.task_stack) {
+            if let Ok(stack) = space.read_u64(VirtAddr(t.wrapping_add(off))) {
+                self.stack_delta = Some(pt_regs.wrapping_sub(stack)).filter(|&d| d < 1 << 20);
+            }
+        }
+        Some(self.record_entry(call, key))
+    }
+
+    /// Remembers an entry until its exit (or writes it at once when it never returns).
+    fn record_entry(&mut self, call: Syscall, key: u64) -> Syscall {
         self.stats.enters += 1;
         if never_returns(&call.name) {
             let mut done = call.clone();
             done.unfinished = true;
             self.orphans.push(done);
         } else if let Some(mut lost) = self.pending.insert(key, call.clone()) {
-            // The same task entered again: its previous return was not seen. Kernels from
-            // about 6.4 on return through iret without touching cpu_tss_rw.sp0 when page-table
-            // isolation is off; a successful execve always returns that way, and returns 0
-            // (a failed one returns through sysret, where the exit trap sees it).
+            // The same task entered again: its previous return was not seen (with the exit
+            // trap on cpu_tss_rw.sp0, kernels from about 6.4 on return through iret without
+            // touching it when page-table isolation is off). A successful execve returns
+            // that way, and returns 0 (a failed one returns through sysret).
             self.stats.lost_exits += 1;
             if matches!(lost.name.as_str(), "execve" | "execveat") {
                 lost.ret = Some(ReturnValue::plain(0));
                 lost.direction = Direction::Exit;
-                lost.exit_time = Some(ev.time);
+                lost.exit_time = Some(call.enter_time);
                 lost.process.name = call.process.name.clone();
                 lost.note =
                     Some("returned through iret: success inferred from the next entry".into());
@@ -233,7 +303,7 @@ impl LinuxBackend {
             }
             self.orphans.push(lost);
         }
-        Some(call)
+        call
     }
 
     fn on_exit(&mut self, ev: &NitroEvent, space: &dyn VirtRead) -> Option<Syscall> {
@@ -267,33 +337,33 @@ impl LinuxBackend {
                 }
             }
         }
-        let info =
-            syscalls::table::info_for_name(&call.name).or_else(|| syscalls::table::x86_64(call.nr));
+        let info = info_of(&call);
+        let opts = self.options(call.kind);
+        if call.kind.is_compat() {
+            ret = i64::from(ret as i32);
+        }
         let rv = match info {
             Some(info) => {
-                syscalls::decode_exit(
-                    info,
-                    &call.raw_args,
-                    ret,
-                    &mut call.args,
-                    space,
-                    &self.decode,
-                );
-                syscalls::format_return_full(info, &call.raw_args, ret, space, &self.decode)
+                retry_unreadable(info, &mut call, space, &opts);
+                syscalls::decode_exit(info, &call.raw_args, ret, &mut call.args, space, &opts);
+                syscalls::format_return_full(info, &call.raw_args, ret, space, &opts)
             }
             None => ReturnValue::plain(ret),
         };
         if call.name == "execve" || call.name == "execveat" {
-            // After a successful exec the task has its new name.
+            // After a successful exec the task has its new name, image and perhaps ABI.
             if let Some(t) = task::current_task(space, r.gs_base, &self.offsets) {
                 call.process.name = task::comm(space, t, &self.offsets);
+                call.process.exe = self.exe_of(space, t);
+                let cs = field(self.offsets.pt_regs_cs).unwrap_or(0);
+                self.set_compat(t, cs == USER32_CS);
             }
         }
         call.ret = Some(rv);
         call.direction = Direction::Exit;
         call.vcpu = ev.vcpu;
         call.exit_time = Some(ev.time);
-        call.rax = r.rax;
+        call.rax = ret as u64;
         Some(call)
     }
 }
@@ -375,6 +445,10 @@ enum ExitTrap {
     /// where it switches to the trampoline stack (always on 6.1; on later kernels only with
     /// page-table isolation active).
     TssSp0 { ranges: Vec<std::ops::Range<u64>> },
+    /// A write watchpoint per traced task on `task_struct.kstack_offset`, which the same
+    /// function rewrites on every return to user mode where the kernel keeps it per task
+    /// (see [`crate::sites`]).
+    TaskKstack(PerTask),
 }
 
 impl LinuxBackend {
@@ -384,6 +458,33 @@ impl LinuxBackend {
             .randomize_kstack_offset
             .and_then(|k| space.read_u32(VirtAddr(self.slid(k))).ok())
             .is_some_and(|enabled| (enabled as i32) > 0);
+        // NITRO_EXIT_TRAP=sp0 forces the older trap (for comparisons).
+        let forced_sp0 = std::env::var("NITRO_EXIT_TRAP").is_ok_and(|v| v == "sp0");
+        if let (Some(field), true, false) = (self.offsets.task_kstack_offset, key_on, forced_sp0) {
+            let disp = field as u32;
+            let scan =
+                |names: &[&str], op| sites::scan(space, &self.syms, names, self.slide, op, disp);
+            let exit = scan(
+                &[
+                    "arch_exit_to_user_mode_prepare",
+                    "exit_to_user_mode_prepare",
+                    "syscall_exit_to_user_mode",
+                    "irqentry_exit_to_user_mode",
+                ],
+                sites::MOV_STORE,
+            );
+            if !exit.is_empty() {
+                return ExitTrap::TaskKstack(PerTask {
+                    field,
+                    exit,
+                    int80: scan(
+                        &["do_int80_emulation", "do_int80_syscall_32"],
+                        sites::MOV_LOAD,
+                    ),
+                    fast: scan(&["__do_fast_syscall_32"], sites::MOV_LOAD),
+                });
+            }
+        }
         if let (Some(percpu), true) = (self.offsets.percpu_kstack_offset, key_on) {
             let (a, b) = self.symbols.text;
             return ExitTrap::KstackOffset {
@@ -399,6 +500,35 @@ impl LinuxBackend {
             ranges.push(self.slid(a)..self.slid(b));
         }
         ExitTrap::TssSp0 { ranges }
+    }
+}
+
+/// Input strings the entry could not read, read again at the exit: a page of a just-executed
+/// binary is often not mapped yet when the call enters, and the kernel has faulted it in by
+/// the time the call returns (`readlink("/proc/self/exe", ...)` right after an execve).
+fn retry_unreadable(
+    info: &syscalls::SyscallInfo,
+    call: &mut Syscall,
+    space: &dyn VirtRead,
+    opts: &DecodeOptions,
+) {
+    if !call
+        .args
+        .iter()
+        .any(|a| matches!(a.value, ArgValue::Unreadable(_)))
+    {
+        return;
+    }
+    let again = syscalls::decode_enter(info, &call.raw_args, space, opts);
+    for arg in &mut call.args {
+        if !matches!(arg.value, ArgValue::Unreadable(_)) {
+            continue;
+        }
+        if let Some(new) = again.iter().find(|a| a.name == arg.name) {
+            if !matches!(new.value, ArgValue::Unreadable(_) | ArgValue::Pending) {
+                arg.value = new.value.clone();
+            }
+        }
     }
 }
 
@@ -450,6 +580,9 @@ impl OsBackend for LinuxBackend {
             bases.push(base);
         }
         self.read_names(&space);
+        self.cpu_bases = bases.clone();
+        self.switch_to = layout::symbol_range(&self.syms, "__switch_to")
+            .map(|(a, b)| self.slid(a)..self.slid(b));
 
         let entry = self.symbols.entry_syscall_64;
         let exit = self.exit_trap(&space);
@@ -459,11 +592,20 @@ impl OsBackend for LinuxBackend {
                 self.offsets.percpu_kstack_offset,
                 self.symbols.randomize_kstack_offset,
                 match &exit {
-                    ExitTrap::KstackOffset { .. } => "kstack_offset write",
-                    ExitTrap::TssSp0 { .. } => "tss sp0 read",
+                    ExitTrap::KstackOffset { .. } => "per-CPU kstack_offset write".to_string(),
+                    ExitTrap::TssSp0 { .. } => "tss sp0 read".to_string(),
+                    ExitTrap::TaskKstack(p) => format!(
+                        "per-task kstack_offset write (task+{:#x}; store {:x?}, int80 {:x?}, \
+                         fast {:x?})",
+                        p.field, p.exit, p.int80, p.fast
+                    ),
                 }
             );
         }
+        self.per_task = match &exit {
+            ExitTrap::TaskKstack(p) => Some(p.clone()),
+            _ => None,
+        };
         let mut plan = TrapPlan::default();
         for base in bases {
             let tss = base.wrapping_add(self.offsets.percpu_cpu_tss_rw);
@@ -477,6 +619,7 @@ impl OsBackend for LinuxBackend {
                 rip_ranges: std::iter::once(self.slid(entry.0)..self.slid(entry.1)).collect(),
             });
             plan.sites.push(match &exit {
+                ExitTrap::TaskKstack(_) => continue,
                 ExitTrap::KstackOffset { percpu, text } => TrapSite {
                     addr: base.wrapping_add(*percpu),
                     kind: TrapKind::WriteWatch { len: 4 },
@@ -495,7 +638,17 @@ impl OsBackend for LinuxBackend {
         }
         // Entry sites first: the exit site's range (all kernel text) also covers the entry.
         plan.sites.sort_by_key(|s| s.direction == Direction::Exit);
-        Ok(plan)
+        self.base_plan = plan;
+        self.plan_dirty = false;
+        Ok(self.full_plan())
+    }
+
+    fn take_plan_update(&mut self) -> Option<TrapPlan> {
+        if !self.plan_dirty {
+            return None;
+        }
+        self.plan_dirty = false;
+        Some(self.full_plan())
     }
 
     fn on_event(
@@ -505,6 +658,15 @@ impl OsBackend for LinuxBackend {
     ) -> nitro_os::Result<Option<Syscall>> {
         let space = self.space(mem, &ev.regs);
         Ok(match ev.direction {
+            _ if self
+                .switch_sites
+                .as_ref()
+                .is_some_and(|r| r.contains(&ev.site)) =>
+            {
+                self.on_switch(ev, &space);
+                None
+            }
+            Direction::Enter if ev.kind.is_compat() => self.on_compat_enter(ev, &space),
             Direction::Enter => self.on_enter(ev, &space),
             Direction::Exit => self.on_exit(ev, &space),
         })
@@ -523,6 +685,16 @@ impl OsBackend for LinuxBackend {
             out.push(c);
         }
         out
+    }
+
+    fn modify(
+        &mut self,
+        ev: &NitroEvent,
+        call: &mut Syscall,
+        change: &nitro_os::CallChange,
+        mem: &dyn PhysMemory,
+    ) -> nitro_os::Result<nitro_listener::RegChanges> {
+        self.modify_call(ev, call, change, mem)
     }
 
     fn syscall_table(&self) -> Vec<(u64, String)> {

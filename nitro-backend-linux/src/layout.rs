@@ -53,6 +53,24 @@ pub struct Offsets {
     pub pt_regs_ax: u64,
     /// `pt_regs.ip`.
     pub pt_regs_ip: u64,
+    /// `pt_regs.bx`, `cx`, `dx`, `si`, `bp`: with `di`, the i386 argument registers.
+    pub pt_regs_bx: u64,
+    /// `pt_regs.cx`.
+    pub pt_regs_cx: u64,
+    /// `pt_regs.dx`.
+    pub pt_regs_dx: u64,
+    /// `pt_regs.si`.
+    pub pt_regs_si: u64,
+    /// `pt_regs.bp`.
+    pub pt_regs_bp: u64,
+    /// `pt_regs.cs`: the user code segment (0x23 = `__USER32_CS` for a 32-bit process,
+    /// arch/x86/include/asm/segment.h).
+    pub pt_regs_cs: u64,
+    /// `task_struct.kstack_offset`, on kernels that keep the stack-offset randomization
+    /// state per task (6.1.y and 6.12.y stable, 6.18+).
+    pub task_kstack_offset: Option<u64>,
+    /// `task_struct.stack` (the kernel stack's lowest address).
+    pub task_stack: Option<u64>,
     /// Offset of the saved RAX in the x86-64 signal frame (`rt_sigframe.uc.uc_mcontext.ax`).
     pub sigframe_ax: u64,
 }
@@ -108,6 +126,14 @@ impl Offsets {
                 .or_else(|| btf.datasec_var_offset(".data..percpu", "kstack_offset")),
             pt_regs_ax: need(btf, "pt_regs", "ax")?,
             pt_regs_ip: need(btf, "pt_regs", "ip")?,
+            pt_regs_bx: need(btf, "pt_regs", "bx")?,
+            pt_regs_cx: need(btf, "pt_regs", "cx")?,
+            pt_regs_dx: need(btf, "pt_regs", "dx")?,
+            pt_regs_si: need(btf, "pt_regs", "si")?,
+            pt_regs_bp: need(btf, "pt_regs", "bp")?,
+            pt_regs_cs: need(btf, "pt_regs", "cs")?,
+            task_kstack_offset: opt("task_struct", "kstack_offset"),
+            task_stack: opt("task_struct", "stack"),
             // arch/x86/include/asm/sigframe.h: rt_sigframe { pretcode; struct ucontext uc; ... };
             // uapi ucontext { uc_flags; uc_link; stack_t uc_stack (24); sigcontext uc_mcontext };
             // sigcontext_64: r8..r15, di, si, bp, bx, dx, ax -> 8 + 40 + 13 * 8 = 0x98.
@@ -149,6 +175,17 @@ pub fn symbol_range(syms: &Kallsyms, name: &str) -> Option<(u64, u64)> {
         .min()
         .unwrap_or(start + 0x1000);
     Some((start, end.min(start + 0x1000)))
+}
+
+/// `[addr, next symbol)` for a symbol address, at most `max` bytes long.
+pub fn symbol_range_at(syms: &Kallsyms, start: u64, max: u64) -> Option<(u64, u64)> {
+    let end = syms
+        .symbols()
+        .filter(|s| !s.is_percpu && s.addr > start)
+        .map(|s| s.addr)
+        .min()
+        .unwrap_or(start + max);
+    Some((start, end.min(start.saturating_add(max))))
 }
 
 impl Symbols {

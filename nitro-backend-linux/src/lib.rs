@@ -4,11 +4,15 @@
 #![deny(missing_docs, missing_debug_implementations)]
 
 mod backend;
+mod discover;
 mod error;
 pub mod layout;
+mod modify;
+pub mod sites;
 pub mod task;
 
 pub use backend::{BackendStats, LinuxBackend};
+pub use discover::find_btf;
 pub use error::LinuxError;
 pub mod kernel;
 pub mod syscalls;

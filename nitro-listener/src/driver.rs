@@ -73,6 +73,44 @@ pub enum Strategy {
     BreakpointOutOfLine,
 }
 
+/// Counters a driver keeps, for costs and for losses the hypervisor causes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DriverStats {
+    /// Stops at armed sites.
+    pub trap_stops: u64,
+    /// Stops that matched no armed site.
+    pub spurious_stops: u64,
+    /// Data-watchpoint stops whose reported address is not that of the site the RIP
+    /// identifies, or that reported no address: a hit reported late or for another vCPU
+    /// (QEMU 7.2 under SMP reports one of two simultaneous hits; the other vCPU stops at its
+    /// next access). The stop itself is still classified by RIP and delivered.
+    pub late_stops: u64,
+    /// Packets sent to the hypervisor's debug stub (0 for drivers without one).
+    pub packets_sent: u64,
+    /// Packets received from it (stop replies and replies).
+    pub packets_received: u64,
+    /// Times the driver waited for a reply (pipelined requests count once).
+    pub round_trips: u64,
+    /// Stops taken by a data watchpoint.
+    pub watchpoint_stops: u64,
+    /// Breakpoint stops resumed by emulating the trapped instruction.
+    pub emulated_stops: u64,
+    /// Breakpoint stops resumed by single-step.
+    pub single_steps: u64,
+}
+
+impl DriverStats {
+    /// Mean packet round trips per trap stop (0 when there were none).
+    pub fn round_trips_per_stop(&self) -> f64 {
+        let stops = self.trap_stops + self.spurious_stops;
+        if stops == 0 {
+            0.0
+        } else {
+            self.round_trips as f64 / stops as f64
+        }
+    }
+}
+
 /// Register writes to apply before the vCPU resumes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RegChanges {
@@ -147,4 +185,9 @@ pub trait Driver: Send {
 
     /// Detaches: removes every trap and lets the guest run on.
     fn detach(&mut self) -> Result<()>;
+
+    /// Counters so far (all zero for drivers that keep none).
+    fn driver_stats(&self) -> DriverStats {
+        DriverStats::default()
+    }
 }

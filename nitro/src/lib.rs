@@ -7,11 +7,19 @@
 #![deny(missing_docs, missing_debug_implementations)]
 
 pub mod cpio;
+pub mod detect;
 mod error;
+pub mod filter;
 pub mod guest;
+pub mod hook;
+pub mod inject;
 pub mod record;
 pub mod sink;
 mod tracer;
 
 pub use error::NitroError;
-pub use tracer::{Nitro, RecordMode, TraceEnd, TraceStats};
+pub use filter::{ProcessFilter, SyscallSet};
+pub use hook::{HookCtx, HookResult};
+pub use inject::Injection;
+pub use record::Record;
+pub use tracer::{Events, Nitro, RecordMode, TraceEnd, TraceStats};

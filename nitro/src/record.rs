@@ -30,6 +30,49 @@ pub fn rfc3339(t: SystemTime) -> String {
     )
 }
 
+/// One record as sinks receive it: the call, what hooks attached, and whether its result
+/// was injected.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// The call.
+    pub call: Syscall,
+    /// What hooks attached (the JSON record's `hook` object).
+    pub hook: Map<String, Value>,
+    /// The call was not run: its result was injected (`--inject`) or chosen by a hook.
+    pub injected: bool,
+}
+
+impl Record {
+    /// A record with nothing attached.
+    pub fn new(call: Syscall) -> Self {
+        Record {
+            call,
+            hook: Map::new(),
+            injected: false,
+        }
+    }
+
+    /// The JSON form (see [`to_json`]).
+    pub fn json(&self) -> Value {
+        let mut v = to_json(&self.call, &self.hook);
+        if self.injected {
+            if let Some(o) = v.as_object_mut() {
+                o.insert("injected".into(), Value::Bool(true));
+            }
+        }
+        v
+    }
+
+    /// The text form (see [`to_text`]), with strace's ` (INJECTED)` mark.
+    pub fn text(&self) -> String {
+        let mut s = to_text(&self.call);
+        if self.injected {
+            s.push_str(" (INJECTED)");
+        }
+        s
+    }
+}
+
 /// The JSON record of `call`. `hook` is what hooks attached.
 pub fn to_json(call: &Syscall, hook: &Map<String, Value>) -> Value {
     let direction = match call.direction {

@@ -760,7 +760,7 @@ fn json_values() {
     .unwrap();
     assert_eq!(
         v,
-        serde_json::json!([-1, 7, "NULL", "0x10", "0x20", "[3, 4]", "ab..."])
+        serde_json::json!([-1, 7, "NULL", "0x10", "0x20", [3, 4], "ab..."])
     );
     let r = serde_json::to_value(format_return(info, -2)).unwrap();
     assert_eq!(r["errno"], "ENOENT");

@@ -161,6 +161,16 @@ impl KvmDriver {
         Self::from_vm(KvmVm::synthetic(&guest)?)
     }
 
+    /// A one-vCPU VM booting a Linux bzImage with its serial console on `console`.
+    ///
+    /// **Not verified on a running kernel**: see [`super::linux`]. Meant for VMX/SVM hosts.
+    pub fn new_linux(
+        guest: &super::LinuxGuest<'_>,
+        console: Box<dyn std::io::Write + Send>,
+    ) -> std::result::Result<Self, KvmError> {
+        Self::from_vm(KvmVm::linux(guest, console)?)
+    }
+
     /// Takes over a prepared VM: probes the resume flag and starts one thread per vCPU (the
     /// vCPUs stay stopped until [`Driver::resume`]).
     pub fn from_vm(vm: KvmVm) -> std::result::Result<Self, KvmError> {
@@ -394,7 +404,15 @@ impl Driver for KvmDriver {
                 "arm needs stopped vCPUs: call interrupt() first".into(),
             ));
         }
-        let armed = prepare_plan(plan, &self.memory, self.cr3, self.scratch, self.rf_honoured)?;
+        // Instruction bytes are read through vCPU 0's current page tables (a booted kernel
+        // has replaced the loader's identity map by then).
+        let cr3 = self
+            .regs
+            .first()
+            .map(|r| r.cr3)
+            .filter(|&c| c != 0)
+            .unwrap_or(self.cr3);
+        let armed = prepare_plan(plan, &self.memory, cr3, self.scratch, self.rf_honoured)?;
         let mut waiting = 0;
         for (v, s) in self.states.clone().iter().enumerate() {
             if *s != State::Failed {
@@ -506,12 +524,14 @@ impl Drop for KvmDriver {
     }
 }
 
-fn vcpu_thread(
-    mut vcpu: KvmVcpu,
-    commands: Receiver<Cmd>,
-    events: Sender<Msg>,
-    _memory: Arc<GuestRam>,
-) {
+/// A vCPU thread: serves commands, then closes the vCPU fd before letting go of the memory
+/// KVM maps for it.
+fn vcpu_thread(vcpu: KvmVcpu, commands: Receiver<Cmd>, events: Sender<Msg>, memory: Arc<GuestRam>) {
+    serve_commands(vcpu, commands, events); // drops (closes) the vCPU
+    drop(memory);
+}
+
+fn serve_commands(mut vcpu: KvmVcpu, commands: Receiver<Cmd>, events: Sender<Msg>) {
     let index = vcpu.index();
     let mut spin = DEFAULT_SPIN;
     loop {

@@ -3,9 +3,9 @@
 //! On VMX/SVM hosts KVM delivers the breakpoint as a #DB intercept and the processor honours
 //! RF on resume (Intel SDM 3A 17.3.1.1): the breakpoint does not fire again for the next
 //! instruction. A software hypervisor may not (PVM here re-fires it). The probe runs a
-//! three-instruction guest — `mov rcx, rax; out 0x80, al; hlt` — with a breakpoint on the `mov`,
-//! resumes once with RF set, and looks at what comes next: the `out` (RF honoured) or the
-//! same breakpoint again (ignored).
+//! three-instruction guest — `mov rcx, rax; out 0x80, al; hlt` — with a breakpoint on the
+//! `mov`, resumes once with RF set, and looks at what comes next: the `out` (RF honoured) or
+//! the same breakpoint again (ignored).
 
 use std::{
     ops::Range,

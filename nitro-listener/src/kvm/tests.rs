@@ -596,3 +596,46 @@ fn no_op_sites_are_skipped_in_the_tracer() {
         );
     }
 }
+
+#[test]
+fn dropping_a_running_driver_stops_its_threads() {
+    if !kvm_usable() {
+        return;
+    }
+    let mut d = KvmDriver::new_synthetic(&[0xeb, 0xfe], LOAD, LOAD, 2, 1 << 20).unwrap();
+    d.resume().unwrap();
+    std::thread::sleep(Duration::from_millis(10));
+    let t = std::time::Instant::now();
+    drop(d);
+    assert!(t.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn misuse_is_reported_not_hung() {
+    if !kvm_usable() {
+        return;
+    }
+    let mut d = dispatcher(1);
+    // Nothing is running yet: no event can come.
+    assert!(matches!(
+        d.next_event(),
+        Err(crate::ListenerError::Unsupported(_))
+    ));
+    // No stopped vCPU of an event: nothing to write registers of.
+    assert!(d
+        .set_regs(&RegChanges {
+            writes: vec![(Reg::Rax, 1)]
+        })
+        .is_err());
+    d.resume().unwrap();
+    // Arming while running is refused.
+    let plan = TrapPlan {
+        sites: vec![site(ENTRY_SITE, Direction::Enter)],
+    };
+    match d.arm(&plan) {
+        Err(crate::ListenerError::Unsupported(_)) => {}
+        // The guest may already have halted (it is short): then arming is fine.
+        Ok(()) => {}
+        Err(e) => panic!("{e}"),
+    }
+}

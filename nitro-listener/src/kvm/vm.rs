@@ -131,20 +131,7 @@ impl KvmVm {
             .create_vm()
             .map_err(|e| KvmError::ioctl("KVM_CREATE_VM", e))?;
         let memory = Arc::new(GuestRam::new(guest.memory_size)?);
-        for (slot, (gpa, len, host)) in memory.regions().into_iter().enumerate() {
-            let region = kvm_userspace_memory_region {
-                slot: slot as u32,
-                flags: 0,
-                guest_phys_addr: gpa,
-                memory_size: len,
-                userspace_addr: host,
-            };
-            // SAFETY: `host..host+len` is a live anonymous mapping owned by `memory`; the
-            // returned KvmVm (and the driver built from it) keeps `memory` alive until every
-            // vCPU fd and the VM fd are closed (field order), so KVM never sees it unmapped.
-            unsafe { vm.set_user_memory_region(region) }
-                .map_err(|e| KvmError::ioctl("KVM_SET_USER_MEMORY_REGION", e))?;
-        }
+        register_memory(&vm, &memory)?;
         write_tables(&*memory)?;
         memory.write_phys(PhysAddr(guest.load_gpa), guest.code)?;
 
@@ -188,6 +175,18 @@ impl KvmVm {
             scratch,
             cr3: PML4_GPA,
         })
+    }
+
+    /// Assembles a VM from its parts (for other guest loaders in this module).
+    pub(crate) fn from_parts(parts: Parts) -> Self {
+        KvmVm {
+            vcpus: parts.vcpus,
+            vm: parts.vm,
+            kvm: parts.kvm,
+            memory: parts.memory,
+            scratch: parts.scratch,
+            cr3: parts.cr3,
+        }
     }
 
     /// Guest RAM.
@@ -243,6 +242,28 @@ pub(crate) struct Parts {
     pub memory: Arc<GuestRam>,
     pub scratch: Option<Scratch>,
     pub cr3: u64,
+}
+
+/// Registers every region of `memory` as a KVM memory slot.
+///
+/// The caller must keep `memory` alive as long as `vm` or any of its vCPU fds is open (the
+/// types here do so by field order and by the clone each vCPU thread holds).
+pub(crate) fn register_memory(vm: &VmFd, memory: &GuestRam) -> Result<(), KvmError> {
+    for (slot, (gpa, len, host)) in memory.regions().into_iter().enumerate() {
+        let region = kvm_userspace_memory_region {
+            slot: slot as u32,
+            flags: 0,
+            guest_phys_addr: gpa,
+            memory_size: len,
+            userspace_addr: host,
+        };
+        // SAFETY: `host..host+len` is a live anonymous mapping owned by `memory`, which the
+        // callers keep alive until every vCPU fd and the VM fd are closed (see above), so KVM
+        // never sees it unmapped.
+        unsafe { vm.set_user_memory_region(region) }
+            .map_err(|e| KvmError::ioctl("KVM_SET_USER_MEMORY_REGION", e))?;
+    }
+    Ok(())
 }
 
 /// See [`KvmVm::prepare`].

@@ -1,32 +1,61 @@
 //! The QEMU gdbstub driver.
+//!
+//! Per stop the fast path costs one packet round trip: the stop reply arrives, the driver
+//! writes its acknowledgement and the `g` request together (`+$g#67`), reads the registers,
+//! and on resume writes the acknowledgement of the registers, any register writes (`P`) and
+//! `c` in one write without waiting: the `OK`s of the writes are checked when they arrive
+//! before the next stop reply. Nothing per stop inserts or removes traps or writes CR3, so
+//! QEMU keeps its translated code (see ENVIRONMENT.md, "QEMU gdbstub").
 
 use std::{
-    sync::Arc,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
     time::{Duration, SystemTime},
 };
 
-use nitro_mem::PhysMemory;
+use nitro_mem::{AddressSpace, PagingMode, PhysAddr, PhysMemory, VirtAddr};
 
 use super::{
-    regs::{p_packet, parse_g, G_MIN_LEN},
+    regs::{p_packet, parse_g_hex},
     rsp::{decode_hex, parse_stop, RspClient, StopReply},
 };
 use crate::{
-    Capabilities, Driver, DriverEvent, ListenerError, NitroEvent, RegChanges, Regs, Result,
-    Strategy, TrapKind, TrapPlan,
+    Capabilities, Driver, DriverEvent, DriverStats, ListenerError, NitroEvent, Reg, RegChanges,
+    Regs, Result, Strategy, TrapKind, TrapPlan,
 };
 
-/// Counters of what the driver did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Stops at armed sites.
-    pub trap_stops: u64,
-    /// Stops that matched no site.
-    pub spurious_stops: u64,
-    /// Packets exchanged with the gdbstub (requests answered and stop replies).
-    pub packets: u64,
-    /// Stops resumed by single-step.
-    pub single_steps: u64,
+/// Counters of what the driver did (the driver-independent [`DriverStats`]).
+pub type Stats = DriverStats;
+
+/// `swapgs` (Intel SDM 2B, SWAPGS: 0F 01 F8).
+const SWAPGS: [u8; 3] = [0x0f, 0x01, 0xf8];
+
+/// How an armed site is resumed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resume {
+    /// Data watchpoint: the stop comes after the access.
+    Watch,
+    /// Breakpoint on `swapgs`: swap GS base and kernel GS base, RIP += 3.
+    EmulateSwapgs,
+    /// Breakpoint resumed by remove, single-step, re-insert.
+    Step,
+}
+
+/// An armed site: the gdb `Z` type and length used, and how it is resumed.
+#[derive(Debug, Clone, Copy)]
+struct Armed {
+    z: u8,
+    len: u8,
+    resume: Resume,
+}
+
+/// What the last stop left to do on resume.
+#[derive(Debug, Clone, Copy)]
+struct LastStop {
+    site: usize,
+    regs: Regs,
 }
 
 /// Traps system calls through a QEMU gdbstub.
@@ -35,9 +64,17 @@ pub struct QemuDriver {
     memory: Option<Arc<dyn PhysMemory>>,
     vcpus: u32,
     plan: TrapPlan,
+    armed: Vec<Armed>,
     running: bool,
-    /// Site of the last trap, when it must be stepped over before resuming.
-    step_over: Option<usize>,
+    last: Option<LastStop>,
+    /// Register writes asked for by `set_regs`, sent with the resume.
+    writes: Vec<(Reg, u64)>,
+    /// `OK`s still due for register writes sent with the last `c`.
+    pending_oks: usize,
+    /// Reused packet buffer.
+    pkt: Vec<u8>,
+    detach_flag: Option<Arc<AtomicBool>>,
+    detached: bool,
     stats: Stats,
 }
 
@@ -55,17 +92,36 @@ impl std::fmt::Debug for QemuDriver {
 
 fn z_type(kind: TrapKind) -> (u8, u8) {
     // GDB manual, "Z packets": 0 software breakpoint, 1 hardware breakpoint, 2 write watchpoint,
-    // 3 read watchpoint, 4 access watchpoint; the last field is the kind/length.
+    // 3 read watchpoint, 4 access watchpoint; the last field is the kind/length. Hardware
+    // breakpoints first: under KVM only Z1 works (ENVIRONMENT.md), under TCG both do.
     match kind {
-        TrapKind::Execute => (0, 1),
+        TrapKind::Execute => (1, 1),
         TrapKind::WriteWatch { len } => (2, len),
         TrapKind::ReadWatch { len } => (3, len),
     }
 }
 
+fn z_name(z: u8) -> &'static str {
+    match z {
+        0 => "software breakpoint",
+        1 => "hardware breakpoint",
+        2 => "write watchpoint",
+        3 => "read watchpoint",
+        _ => "access watchpoint",
+    }
+}
+
+fn is_timeout(e: &ListenerError) -> bool {
+    matches!(e, ListenerError::Io { source, .. } if matches!(
+        source.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    ))
+}
+
 impl QemuDriver {
     /// Connects to a gdbstub at `endpoint` (`host:port`). The guest is stopped on return.
-    /// `memory` is the guest's physical memory (e.g. the shared memory-backend file).
+    /// `memory` is the guest's physical memory (e.g. the shared memory-backend file);
+    /// `vcpus` = 0 asks the stub how many vCPUs the guest has.
     pub fn connect(
         endpoint: &str,
         memory: Option<Arc<dyn PhysMemory>>,
@@ -78,14 +134,7 @@ impl QemuDriver {
         loop {
             match rsp.recv() {
                 Ok(_) => continue,
-                Err(ListenerError::Io { ref source, .. })
-                    if matches!(
-                        source.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    break
-                }
+                Err(e) if is_timeout(&e) => break,
                 Err(e) => return Err(e),
             }
         }
@@ -94,34 +143,97 @@ impl QemuDriver {
         if parse_stop(&reply).is_none() {
             return Err(rsp.protocol(b"?", &reply));
         }
+        // QEMU (7.2 at least) answers `P` register writes with an empty (unsupported) reply
+        // until the client has read the target description (gdbstub.c sets gdb_has_xml in
+        // its qXfer:features handler): read it once so hooks can write registers.
+        let _ = rsp.request(b"qXfer:features:read:target.xml:0,ffb")?;
         rsp.set_timeout(None)?;
-        Ok(QemuDriver {
+        let mut d = QemuDriver {
             rsp,
             memory,
             vcpus: vcpus.max(1),
             plan: TrapPlan::default(),
+            armed: Vec::new(),
             running: false,
-            step_over: None,
+            last: None,
+            writes: Vec::new(),
+            pending_oks: 0,
+            pkt: Vec::with_capacity(2048),
+            detach_flag: None,
+            detached: false,
             stats: Stats::default(),
-        })
+        };
+        if vcpus == 0 {
+            d.vcpus = d.thread_ids()?.len().max(1) as u32;
+        }
+        Ok(d)
     }
 
     /// What the driver has done so far.
     pub fn stats(&self) -> Stats {
         Stats {
-            packets: self.rsp.round_trips,
+            packets_sent: self.rsp.packets_sent,
+            packets_received: self.rsp.packets_received,
+            round_trips: self.rsp.round_trips,
             ..self.stats
         }
+    }
+
+    /// Sets the guest's physical memory (when it is found after connecting, e.g. through the
+    /// stub's monitor).
+    pub fn set_memory(&mut self, memory: Arc<dyn PhysMemory>) {
+        self.memory = Some(memory);
+    }
+
+    /// Number of vCPUs the driver assumes.
+    pub fn vcpus(&self) -> u32 {
+        self.vcpus
+    }
+
+    /// When `flag` becomes true while the driver waits for a stop, it detaches (every trap
+    /// removed, the guest left running) and reports [`DriverEvent::GuestEnded`]: how
+    /// `nitro attach` ends on Ctrl-C or after its duration.
+    pub fn set_detach_flag(&mut self, flag: Arc<AtomicBool>) {
+        self.detach_flag = Some(flag);
+    }
+
+    /// True once the driver has detached.
+    pub fn is_detached(&self) -> bool {
+        self.detached
+    }
+
+    /// The stub's thread ids (QEMU: one per vCPU, vCPU index + 1), from
+    /// `qfThreadInfo`/`qsThreadInfo` (GDB manual, "General Query Packets").
+    pub fn thread_ids(&mut self) -> Result<Vec<u64>> {
+        let mut ids = Vec::new();
+        let mut req: &[u8] = b"qfThreadInfo";
+        loop {
+            let reply = self.rsp.request(req)?;
+            match reply.split_first() {
+                Some((b'm', list)) => {
+                    for t in list.split(|&b| b == b',') {
+                        let t = std::str::from_utf8(t).unwrap_or("");
+                        let t = t.rsplit('.').next().unwrap_or(t).trim_start_matches('p');
+                        if let Ok(v) = u64::from_str_radix(t, 16) {
+                            ids.push(v);
+                        }
+                    }
+                }
+                Some((b'l', _)) => break,
+                _ => return Err(self.rsp.protocol(req, &reply)),
+            }
+            if ids.len() > 4096 {
+                break;
+            }
+            req = b"qsThreadInfo";
+        }
+        Ok(ids)
     }
 
     /// Reads the registers of the vCPU the stub last reported.
     pub fn read_regs(&mut self) -> Result<Regs> {
         let reply = self.rsp.request(b"g")?;
-        let bytes = decode_hex(&reply).filter(|b| b.len() >= G_MIN_LEN);
-        match bytes {
-            Some(b) => Ok(parse_g(&b)),
-            None => Err(self.rsp.protocol(b"g", &reply)),
-        }
+        parse_g_hex(&reply).ok_or_else(|| self.rsp.protocol(b"g", &reply))
     }
 
     /// Sends a HMP monitor command through the stub (`qRcmd`) and returns its output.
@@ -131,6 +243,7 @@ impl QemuDriver {
             req.extend_from_slice(format!("{b:02x}").as_bytes());
         }
         self.rsp.send(&req)?;
+        self.rsp.round_trips += 1;
         let mut out = Vec::new();
         loop {
             let p = self.rsp.recv()?;
@@ -144,51 +257,171 @@ impl QemuDriver {
                 }
                 _ => return Err(self.rsp.protocol(&req, &p)),
             }
+            if out.len() > 1 << 20 {
+                break;
+            }
         }
         Ok(String::from_utf8_lossy(&out).into_owned())
     }
 
-    fn insert(&mut self, site: usize) -> Result<()> {
-        let s = &self.plan.sites[site];
-        let (t, len) = z_type(s.kind);
-        let req = format!("Z{t},{:x},{len}", s.addr);
-        let reply = self.rsp.request(req.as_bytes())?;
-        if reply != b"OK" {
-            return Err(ListenerError::ArmFailed {
-                kind: match t {
-                    0 => "breakpoint",
-                    2 => "write watchpoint",
-                    _ => "read watchpoint",
-                },
-                addr: s.addr,
-                reply: String::from_utf8_lossy(&reply).into(),
-            });
+    fn z_packet(insert: bool, z: u8, addr: u64, len: u8) -> String {
+        format!("{}{z},{addr:x},{len}", if insert { 'Z' } else { 'z' })
+    }
+
+    fn insert(&mut self, site: usize, resume: Resume) -> Result<Armed> {
+        let Some(s) = self.plan.sites.get(site) else {
+            return Err(ListenerError::Unsupported(format!("no trap site {site}")));
+        };
+        let addr = s.addr;
+        let (z, len) = z_type(s.kind);
+        let reply = self
+            .rsp
+            .request(Self::z_packet(true, z, addr, len).as_bytes())?;
+        if reply == b"OK" {
+            return Ok(Armed { z, len, resume });
         }
-        Ok(())
+        if z == 1 && reply.is_empty() {
+            // No hardware breakpoints in this stub: a software one (TCG handles it alike).
+            let r0 = self
+                .rsp
+                .request(Self::z_packet(true, 0, addr, 1).as_bytes())?;
+            if r0 == b"OK" {
+                return Ok(Armed {
+                    z: 0,
+                    len: 1,
+                    resume,
+                });
+            }
+        }
+        Err(ListenerError::ArmFailed {
+            kind: z_name(z),
+            addr,
+            reply: String::from_utf8_lossy(&reply).into(),
+        })
     }
 
     fn remove(&mut self, site: usize) -> Result<()> {
-        let s = &self.plan.sites[site];
-        let (t, len) = z_type(s.kind);
-        let req = format!("z{t},{:x},{len}", s.addr);
-        let reply = self.rsp.request(req.as_bytes())?;
+        let (Some(s), Some(a)) = (self.plan.sites.get(site), self.armed.get(site)) else {
+            return Ok(());
+        };
+        let req = Self::z_packet(false, a.z, s.addr, a.len);
         // An empty reply or error for a trap that is already gone is not fatal.
-        let _ = reply;
+        let _ = self.rsp.request(req.as_bytes())?;
         Ok(())
+    }
+
+    /// How an execution site is resumed: emulated when the instruction there is `swapgs`
+    /// (read from guest memory through the current page tables), else single-stepped.
+    fn resume_for_execute(&self, addr: u64, regs: &Regs) -> Resume {
+        let Some(mem) = &self.memory else {
+            return Resume::Step;
+        };
+        let mut code = [0u8; 3];
+        // Under page-table isolation the user half of the PGD pair (CR3 | 0x1000) maps little
+        // of the kernel: try the kernel half too.
+        for cr3 in [regs.cr3, regs.cr3 & !0x1fff] {
+            let space = AddressSpace::with_mode(
+                mem.as_ref(),
+                PhysAddr(cr3 & !0xfff),
+                PagingMode::from_cr4(regs.cr4),
+            );
+            if space.read_virt(VirtAddr(addr), &mut code).is_ok() {
+                return if code == SWAPGS {
+                    Resume::EmulateSwapgs
+                } else {
+                    Resume::Step
+                };
+            }
+        }
+        Resume::Step
     }
 
     /// Steps the current vCPU over the breakpoint at `site` and re-arms it.
     fn step_over_site(&mut self, site: usize) -> Result<()> {
         self.remove(site)?;
         self.rsp.send(b"s")?;
-        let reply = self.rsp.recv()?;
-        if let Some(StopReply::Exited { .. }) = parse_stop(&reply) {
-            return Err(ListenerError::GuestGone(
-                "guest exited during a single-step".into(),
-            ));
+        self.rsp.round_trips += 1;
+        loop {
+            let reply = self.rsp.recv()?;
+            match parse_stop(&reply) {
+                Some(StopReply::Exited { .. }) => {
+                    return Err(ListenerError::GuestGone(
+                        "guest exited during a single-step".into(),
+                    ))
+                }
+                Some(StopReply::Stopped { .. }) => break,
+                None => continue,
+            }
         }
         self.stats.single_steps += 1;
-        self.insert(site)
+        let resume = self.armed.get(site).map_or(Resume::Step, |a| a.resume);
+        let a = self.insert(site, resume)?;
+        if let Some(slot) = self.armed.get_mut(site) {
+            *slot = a;
+        }
+        Ok(())
+    }
+
+    /// Receives the next packet that is a stop reply, checking the `OK`s of register writes
+    /// sent with the last resume on the way.
+    fn recv_stop(&mut self) -> Result<Option<StopReply>> {
+        let mut pkt = std::mem::take(&mut self.pkt);
+        let r = (|| loop {
+            self.rsp.recv_into(&mut pkt)?;
+            if let Some(stop) = parse_stop(&pkt) {
+                return Ok(Some(stop));
+            }
+            if self.pending_oks > 0 {
+                self.pending_oks -= 1;
+                if pkt != b"OK" {
+                    return Err(self.rsp.protocol(b"P (register write)", &pkt));
+                }
+            }
+            // Anything else (console output, stray replies) is noise here.
+        })();
+        self.pkt = pkt;
+        r
+    }
+
+    /// Blocks until the stub has something to say or the detach flag is raised; true when
+    /// the flag was raised.
+    fn wait_or_detach(&mut self) -> Result<bool> {
+        let Some(flag) = self.detach_flag.clone() else {
+            return Ok(false);
+        };
+        loop {
+            if flag.load(Ordering::Relaxed) {
+                return Ok(true);
+            }
+            if self.rsp.wait_readable(Duration::from_millis(100))? {
+                return Ok(false);
+            }
+        }
+    }
+
+    fn classify(&mut self, rip: u64, watch: Option<u64>) -> Option<usize> {
+        let first = self.plan.classify(rip)?;
+        let s = self.plan.sites.get(first)?;
+        if s.kind == TrapKind::Execute {
+            return Some(first);
+        }
+        // Per-vCPU sites share their RIP ranges: the reported address says which vCPU's
+        // site it was. An address no site with this RIP has is a late or misreported hit.
+        let direction = s.direction;
+        let exact = watch.and_then(|a| {
+            self.plan.sites.iter().position(|t| {
+                t.addr == a
+                    && t.direction == direction
+                    && t.rip_ranges.iter().any(|r| r.contains(&rip))
+            })
+        });
+        match exact {
+            Some(i) => Some(i),
+            None => {
+                self.stats.late_stops += 1;
+                Some(first)
+            }
+        }
     }
 }
 
@@ -213,8 +446,7 @@ impl Driver for QemuDriver {
         if self.running {
             self.rsp.send_raw(&[0x03])?;
             loop {
-                let p = self.rsp.recv()?;
-                match parse_stop(&p) {
+                match self.recv_stop()? {
                     Some(StopReply::Stopped { .. }) => break,
                     Some(StopReply::Exited { code }) => {
                         return Err(ListenerError::GuestGone(format!("guest exited ({code})")))
@@ -222,59 +454,165 @@ impl Driver for QemuDriver {
                     None => continue,
                 }
             }
+            self.rsp.flush_ack()?;
             self.running = false;
+            self.last = None;
         }
         self.rsp.request_ok(b"Hg1")?;
         self.read_regs()
     }
 
     fn arm(&mut self, plan: &TrapPlan) -> Result<()> {
-        self.disarm()?;
+        // Re-arming happens mid-trace (a backend adds a per-task watchpoint): keep the traps
+        // that stay, remove only those that go, insert only the new ones, all pipelined in
+        // one write (one round trip).
+        let old_sites = std::mem::take(&mut self.plan.sites);
+        let old_armed = std::mem::take(&mut self.armed);
+        let mut reused = vec![false; old_sites.len()];
+        let mut armed: Vec<Option<Armed>> = Vec::with_capacity(plan.sites.len());
+        for s in &plan.sites {
+            let keep = old_sites.iter().zip(&old_armed).enumerate().find(|(i, (o, _))| {
+                !reused[*i] && o.addr == s.addr && o.kind == s.kind
+            });
+            match keep {
+                Some((i, (_, a))) => {
+                    reused[i] = true;
+                    armed.push(Some(*a));
+                }
+                None => armed.push(None),
+            }
+        }
+        // Keep the last stop's site (its resume strategy) across the renumbering.
+        if let Some(l) = self.last.as_mut() {
+            let old = old_sites.get(l.site);
+            match old.and_then(|o| plan.sites.iter().position(|s| s.addr == o.addr && s.kind == o.kind)) {
+                Some(i) => l.site = i,
+                None => self.last = None,
+            }
+        }
+        let regs_now = match (&self.last, plan.sites.iter().zip(&armed).any(|(s, a)| a.is_none() && s.kind == TrapKind::Execute)) {
+            (_, false) => Regs::default(),
+            (Some(l), true) => l.regs,
+            (None, true) => self.read_regs()?,
+        };
+        let mut packets: Vec<Vec<u8>> = Vec::new();
+        for (i, o) in old_sites.iter().enumerate() {
+            if let (false, Some(a)) = (reused[i], old_armed.get(i)) {
+                packets.push(Self::z_packet(false, a.z, o.addr, a.len).into_bytes());
+            }
+        }
+        let removals = packets.len();
+        let mut inserts = Vec::new();
+        for (i, s) in plan.sites.iter().enumerate() {
+            if armed[i].is_none() {
+                let (z, len) = z_type(s.kind);
+                let resume = match s.kind {
+                    TrapKind::Execute => self.resume_for_execute(s.addr, &regs_now),
+                    _ => Resume::Watch,
+                };
+                armed[i] = Some(Armed { z, len, resume });
+                packets.push(Self::z_packet(true, z, s.addr, len).into_bytes());
+                inserts.push(i);
+            }
+        }
         self.plan = plan.clone();
-        for i in 0..self.plan.sites.len() {
-            self.insert(i)?;
+        self.armed = armed.iter().map(|a| a.unwrap_or(Armed { z: 0, len: 1, resume: Resume::Step })).collect();
+        if packets.is_empty() {
+            return Ok(());
+        }
+        let refs: Vec<&[u8]> = packets.iter().map(Vec::as_slice).collect();
+        self.rsp.write_packets(&refs)?;
+        self.rsp.round_trips += 1;
+        let mut failed = Vec::new();
+        let mut pkt = std::mem::take(&mut self.pkt);
+        for k in 0..packets.len() {
+            if let Err(e) = self.rsp.recv_into(&mut pkt) {
+                self.pkt = pkt;
+                return Err(e);
+            }
+            // An error removing a trap that is already gone is not fatal.
+            if k >= removals && pkt != b"OK" {
+                failed.push((inserts[k - removals], pkt.clone()));
+            }
+        }
+        self.pkt = pkt;
+        for (i, reply) in failed {
+            let a = self.armed[i];
+            if a.z == 1 && reply.is_empty() {
+                // No hardware breakpoints in this stub: a software one (TCG handles it alike).
+                let addr = self.plan.sites[i].addr;
+                self.rsp.request_ok(Self::z_packet(true, 0, addr, 1).as_bytes()).map_err(|_| ListenerError::ArmFailed {
+                    kind: z_name(0),
+                    addr,
+                    reply: String::from_utf8_lossy(&reply).into(),
+                })?;
+                self.armed[i].z = 0;
+                continue;
+            }
+            return Err(ListenerError::ArmFailed {
+                kind: z_name(a.z),
+                addr: self.plan.sites[i].addr,
+                reply: String::from_utf8_lossy(&reply).into(),
+            });
         }
         Ok(())
     }
 
     fn disarm(&mut self) -> Result<()> {
-        for i in 0..self.plan.sites.len() {
-            self.remove(i)?;
-        }
-        self.plan = TrapPlan::default();
-        self.step_over = None;
+        self.arm(&TrapPlan::default())?;
+        self.last = None;
         Ok(())
     }
 
     fn next_event(&mut self) -> Result<DriverEvent> {
         loop {
-            let p = match self.rsp.recv() {
-                Ok(p) => p,
+            if self.wait_or_detach()? {
+                self.detach()?;
+                return Ok(DriverEvent::GuestEnded { code: None });
+            }
+            let stop = match self.recv_stop() {
+                Ok(Some(s)) => s,
+                Ok(None) => continue,
                 Err(ListenerError::GuestGone(_)) => {
                     return Ok(DriverEvent::GuestEnded { code: None })
                 }
                 Err(e) => return Err(e),
             };
             self.running = false;
-            let (thread, signal) = match parse_stop(&p) {
-                Some(StopReply::Exited { code }) => {
+            let (thread, signal, watch) = match stop {
+                StopReply::Exited { code } => {
                     return Ok(DriverEvent::GuestEnded {
-                        code: Some(code as i32),
+                        code: Some(i32::from(code)),
                     })
                 }
-                Some(StopReply::Stopped { signal, thread, .. }) => (thread, signal),
-                None => continue, // console output ('O' packets) or noise
+                StopReply::Stopped {
+                    signal,
+                    thread,
+                    watch_addr,
+                } => (thread, signal, watch_addr),
             };
             let vcpu = thread.unwrap_or(1).saturating_sub(1) as u32;
-            let regs = self.read_regs()?;
+            // On a stop QEMU points the register thread at the vCPU that stopped
+            // (gdbstub `gdb_set_stop_cpu`), so `g` reads that vCPU. The acknowledgement of the
+            // stop reply rides in the same write.
+            self.rsp.write_packets(&[b"g"])?;
+            self.rsp.round_trips += 1;
+            let mut pkt = std::mem::take(&mut self.pkt);
+            let got = self.rsp.recv_into(&mut pkt);
+            let regs = got.and_then(|()| {
+                parse_g_hex(&pkt).ok_or_else(|| self.rsp.protocol(b"g", &pkt))
+            });
+            self.pkt = pkt;
+            let regs = regs?;
             let time = SystemTime::now();
             let site = if signal == 5 {
-                self.plan.classify(regs.rip)
+                self.classify(regs.rip, watch)
             } else {
                 None
             };
             let Some(site) = site else {
                 self.stats.spurious_stops += 1;
+                self.last = None;
                 return Ok(DriverEvent::Spurious {
                     vcpu,
                     rip: regs.rip,
@@ -282,13 +620,16 @@ impl Driver for QemuDriver {
             };
             self.stats.trap_stops += 1;
             let s = &self.plan.sites[site];
-            let strategy = match s.kind {
-                TrapKind::Execute => {
-                    self.step_over = Some(site);
-                    Strategy::BreakpointStep
+            let resume = self.armed.get(site).map_or(Resume::Step, |a| a.resume);
+            let strategy = match resume {
+                Resume::Watch => {
+                    self.stats.watchpoint_stops += 1;
+                    Strategy::Watchpoint
                 }
-                _ => Strategy::Watchpoint,
+                Resume::EmulateSwapgs => Strategy::BreakpointEmulated,
+                Resume::Step => Strategy::BreakpointStep,
             };
+            self.last = Some(LastStop { site, regs });
             return Ok(DriverEvent::Trap(Box::new(NitroEvent {
                 vcpu,
                 direction: s.direction,
@@ -302,29 +643,63 @@ impl Driver for QemuDriver {
     }
 
     fn set_regs(&mut self, changes: &RegChanges) -> Result<()> {
-        for &(reg, value) in &changes.writes {
-            self.rsp.request_ok(&p_packet(reg, value))?;
-        }
+        self.writes.extend_from_slice(&changes.writes);
         Ok(())
     }
 
     fn resume(&mut self) -> Result<()> {
-        if let Some(site) = self.step_over.take() {
-            self.step_over_site(site)?;
+        if self.running {
+            return Ok(());
         }
-        self.rsp.send(b"c")?;
+        let last = self.last.take();
+        let mut writes = std::mem::take(&mut self.writes);
+        let resume = last.and_then(|l| self.armed.get(l.site).map(|a| (l, a.resume)));
+        if let Some((l, Resume::EmulateSwapgs)) = resume {
+            // SWAPGS exchanges IA32_GS_BASE and IA32_KERNEL_GS_BASE (Intel SDM 2B); RIP
+            // moves past its 3 bytes. Applied to the registers as the hooks left them.
+            let mut r = l.regs;
+            for &(reg, v) in &writes {
+                r.set(reg, v);
+            }
+            writes.push((Reg::GsBase, r.k_gs_base));
+            writes.push((Reg::KernelGsBase, r.gs_base));
+            writes.push((Reg::Rip, r.rip.wrapping_add(3)));
+            self.stats.emulated_stops += 1;
+        }
+        let mut packets: Vec<Vec<u8>> = writes.iter().map(|&(r, v)| p_packet(r, v)).collect();
+        if let Some((l, Resume::Step)) = resume {
+            // Register writes first (waiting for their OKs), then the step.
+            for p in &packets {
+                self.rsp.request_ok(p)?;
+            }
+            packets.clear();
+            self.step_over_site(l.site)?;
+        }
+        packets.push(b"c".to_vec());
+        let refs: Vec<&[u8]> = packets.iter().map(Vec::as_slice).collect();
+        self.rsp.write_packets(&refs)?;
+        self.pending_oks += packets.len() - 1;
         self.running = true;
         Ok(())
     }
 
     fn detach(&mut self) -> Result<()> {
+        if self.detached {
+            return Ok(());
+        }
         if self.running {
             self.interrupt()?;
         }
         self.disarm()?;
-        // "D" detaches; QEMU resumes the guest and drops all debugger state.
+        // "D" detaches; QEMU removes its breakpoints, resumes the guest and drops all
+        // debugger state (GDB manual, "Packets": D).
         let _ = self.rsp.request(b"D");
         self.running = true;
+        self.detached = true;
         Ok(())
+    }
+
+    fn driver_stats(&self) -> DriverStats {
+        self.stats()
     }
 }

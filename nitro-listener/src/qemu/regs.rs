@@ -62,6 +62,14 @@ pub fn parse_g(b: &[u8]) -> Regs {
     }
 }
 
+/// Decodes a `g` reply straight from its hex text, without allocating; None when it is
+/// malformed or shorter than [`G_MIN_LEN`] bytes.
+pub fn parse_g_hex(hex: &[u8]) -> Option<Regs> {
+    let mut b = [0u8; G_MIN_LEN];
+    let n = super::rsp::decode_hex_into(hex.get(..2 * G_MIN_LEN)?, &mut b)?;
+    (n == G_MIN_LEN).then(|| parse_g(&b))
+}
+
 /// The gdb register number and size in bytes of a writable register.
 pub fn reg_number(reg: Reg) -> (u32, usize) {
     match reg {
@@ -114,6 +122,9 @@ mod tests {
         assert_eq!(r.gs_base, 0xffff_8880_0f80_0000);
         assert_eq!(r.cr3, 0x0123_4000);
         assert_eq!(r.cpl(), 0);
+        let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+        assert_eq!(parse_g_hex(hex.as_bytes()), Some(r));
+        assert_eq!(parse_g_hex(&hex.as_bytes()[..100]), None);
         assert_eq!(
             p_packet(Reg::Rax, 0xfffffffffffffffe),
             b"P0=feffffffffffffff"

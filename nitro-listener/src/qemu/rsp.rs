@@ -9,25 +9,42 @@
 use std::{
     io::{BufReader, Read, Write},
     net::TcpStream,
+    os::fd::AsRawFd,
     time::Duration,
 };
 
 use crate::{ListenerError, Result};
 
 /// A connection to a gdbstub.
+///
+/// Two ways to talk: [`RspClient::request`] (send, wait for the `+`, read the reply, acknowledge
+/// it at once) for set-up, and the fast path of tracing, [`RspClient::write_packets`] plus
+/// [`RspClient::recv_into`], where the acknowledgement of a received packet is deferred and
+/// sent in the same write as the next request (`+$g#67`), and several requests go out in one
+/// write. QEMU's system-mode gdbstub does not wait for acknowledgements before going on
+/// (QEMU 7.2 `gdbstub/gdbstub.c`, `put_packet_binary` only waits in user mode), so deferring
+/// them costs nothing and halves the writes.
 #[derive(Debug)]
 pub struct RspClient {
     endpoint: String,
     reader: BufReader<TcpStream>,
     writer: TcpStream,
     out: Vec<u8>,
-    /// Packets sent and received, for statistics.
+    /// A received packet is not acknowledged yet: the next write starts with `+`.
+    ack_pending: bool,
+    /// Packets received.
+    pub packets_received: u64,
+    /// Packets sent.
+    pub packets_sent: u64,
+    /// Times the client waited for the reply to a request (pipelined requests count once).
     pub round_trips: u64,
 }
 
 fn checksum(data: &[u8]) -> u8 {
     data.iter().fold(0u8, |a, &b| a.wrapping_add(b))
 }
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
 impl RspClient {
     /// Connects to `endpoint` (`host:port`), retrying for up to `wait`.
@@ -55,7 +72,10 @@ impl RspClient {
             endpoint: endpoint.into(),
             reader: BufReader::with_capacity(64 * 1024, stream),
             writer,
-            out: Vec::with_capacity(256),
+            out: Vec::with_capacity(512),
+            ack_pending: false,
+            packets_received: 0,
+            packets_sent: 0,
             round_trips: 0,
         })
     }
@@ -88,27 +108,76 @@ impl RspClient {
             .map_err(|e| self.io(e))
     }
 
+    /// Waits up to `timeout` for something to read; true when a read would not block.
+    pub fn wait_readable(&mut self, timeout: Duration) -> Result<bool> {
+        if !self.reader.buffer().is_empty() {
+            return Ok(true);
+        }
+        let mut fd = libc::pollfd {
+            fd: self.reader.get_ref().as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: `fd` is one valid pollfd that lives across the call; nfds is 1.
+        let n = unsafe { libc::poll(&mut fd, 1, ms) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                return Ok(false);
+            }
+            return Err(self.io(e));
+        }
+        Ok(n > 0)
+    }
+
     fn frame(out: &mut Vec<u8>, data: &[u8]) {
         out.push(b'$');
         out.extend_from_slice(data);
         out.push(b'#');
         let cs = checksum(data);
-        out.extend_from_slice(format!("{cs:02x}").as_bytes());
+        out.push(HEX[usize::from(cs >> 4)]);
+        out.push(HEX[usize::from(cs & 15)]);
     }
 
-    /// Sends raw bytes (used for the interrupt byte and pipelined packets).
+    /// Sends raw bytes (used for the interrupt byte).
     pub fn send_raw(&mut self, bytes: &[u8]) -> Result<()> {
         self.writer.write_all(bytes).map_err(|e| self.io(e))
+    }
+
+    /// Sends `packets` in one write, preceded by the deferred acknowledgement if one is
+    /// pending. Does not wait for the stub's `+` (the readers skip it).
+    pub fn write_packets(&mut self, packets: &[&[u8]]) -> Result<()> {
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        if self.ack_pending {
+            out.push(b'+');
+            self.ack_pending = false;
+        }
+        for p in packets {
+            Self::frame(&mut out, p);
+        }
+        let r = self.writer.write_all(&out).map_err(|e| self.io(e));
+        self.packets_sent += packets.len() as u64;
+        self.out = out;
+        r
     }
 
     /// Sends one packet and waits for its acknowledgement (retransmits on `-`).
     pub fn send(&mut self, data: &[u8]) -> Result<()> {
         let mut out = std::mem::take(&mut self.out);
         out.clear();
+        if self.ack_pending {
+            out.push(b'+');
+            self.ack_pending = false;
+        }
+        let start = out.len();
         Self::frame(&mut out, data);
         let r = (|| {
-            for _ in 0..3 {
-                self.writer.write_all(&out).map_err(|e| self.io(e))?;
+            for attempt in 0..3 {
+                let bytes = if attempt == 0 { &out[..] } else { &out[start..] };
+                self.writer.write_all(bytes).map_err(|e| self.io(e))?;
+                self.packets_sent += 1;
                 match self.read_byte()? {
                     b'+' => return Ok(()),
                     b'-' => continue,
@@ -137,22 +206,36 @@ impl RspClient {
         Ok(b[0])
     }
 
-    /// Receives one packet (skipping stray acknowledgements), acknowledges it and returns its
-    /// payload with run-length encoding expanded.
-    pub fn recv(&mut self) -> Result<Vec<u8>> {
+    /// Receives one packet into `buf` (run-length encoding expanded), skipping stray
+    /// acknowledgements. The acknowledgement is deferred to the next write (see
+    /// [`RspClient::write_packets`]); call [`RspClient::flush_ack`] to send it alone.
+    pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<()> {
+        buf.clear();
         loop {
             let b = self.read_byte()?;
             if b != b'$' {
                 continue; // '+', '-' or noise between packets
             }
-            let mut raw = Vec::with_capacity(1024);
+            buf.clear();
+            let mut sum = 0u8;
             loop {
                 let c = self.read_byte()?;
                 if c == b'#' {
                     break;
                 }
-                raw.push(c);
-                if raw.len() > 1 << 20 {
+                sum = sum.wrapping_add(c);
+                if c == b'*' && !buf.is_empty() {
+                    // Run-length encoding: the next byte says how often the previous one
+                    // repeats (count = byte - 29).
+                    let n = self.read_byte()?;
+                    sum = sum.wrapping_add(n);
+                    let prev = buf.last().copied().unwrap_or(b'0');
+                    let reps = usize::from(n.saturating_sub(29));
+                    buf.extend(std::iter::repeat_n(prev, reps));
+                } else {
+                    buf.push(c);
+                }
+                if buf.len() > 1 << 20 {
                     return Err(ListenerError::Protocol {
                         endpoint: self.endpoint.clone(),
                         request: String::new(),
@@ -165,20 +248,39 @@ impl RspClient {
             let ok = std::str::from_utf8(&cs)
                 .ok()
                 .and_then(|s| u8::from_str_radix(s, 16).ok())
-                .is_some_and(|v| v == checksum(&raw));
+                .is_some_and(|v| v == sum);
             if !ok {
                 self.send_raw(b"-")?;
                 continue;
             }
-            self.send_raw(b"+")?;
-            self.round_trips += 1;
-            return Ok(expand_rle(&raw));
+            self.ack_pending = true;
+            self.packets_received += 1;
+            return Ok(());
         }
+    }
+
+    /// Sends a pending acknowledgement now (before the stub may run on its own).
+    pub fn flush_ack(&mut self) -> Result<()> {
+        if self.ack_pending {
+            self.ack_pending = false;
+            self.send_raw(b"+")?;
+        }
+        Ok(())
+    }
+
+    /// Receives one packet, acknowledges it and returns its payload with run-length encoding
+    /// expanded.
+    pub fn recv(&mut self) -> Result<Vec<u8>> {
+        let mut buf = Vec::with_capacity(1024);
+        self.recv_into(&mut buf)?;
+        self.flush_ack()?;
+        Ok(buf)
     }
 
     /// Sends a request and returns its reply.
     pub fn request(&mut self, data: &[u8]) -> Result<Vec<u8>> {
         self.send(data)?;
+        self.round_trips += 1;
         self.recv()
     }
 
@@ -204,28 +306,6 @@ impl RspClient {
     }
 }
 
-/// Expands the protocol's run-length encoding (`X*n` repeats X n-29 more times).
-fn expand_rle(raw: &[u8]) -> Vec<u8> {
-    if !raw.contains(&b'*') {
-        return raw.to_vec();
-    }
-    let mut out = Vec::with_capacity(raw.len() * 2);
-    let mut i = 0;
-    while i < raw.len() {
-        if raw[i] == b'*' && i + 1 < raw.len() {
-            if let Some(&prev) = out.last() {
-                let n = raw[i + 1].saturating_sub(29) as usize;
-                out.extend(std::iter::repeat_n(prev, n));
-            }
-            i += 2;
-        } else {
-            out.push(raw[i]);
-            i += 1;
-        }
-    }
-    out
-}
-
 /// Decodes hex pairs into bytes; None on malformed input.
 pub fn decode_hex(hex: &[u8]) -> Option<Vec<u8>> {
     if !hex.len().is_multiple_of(2) {
@@ -238,6 +318,27 @@ pub fn decode_hex(hex: &[u8]) -> Option<Vec<u8>> {
                 .and_then(|s| u8::from_str_radix(s, 16).ok())
         })
         .collect()
+}
+
+fn hex_val(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Decodes hex pairs into `out` without allocating; returns the bytes written, or None on
+/// malformed input. Decodes at most `out.len()` bytes.
+pub fn decode_hex_into(hex: &[u8], out: &mut [u8]) -> Option<usize> {
+    let mut n = 0;
+    for (pair, slot) in hex.chunks_exact(2).zip(out.iter_mut()) {
+        let (hi, lo) = (hex_val(pair[0])?, hex_val(pair[1])?);
+        *slot = hi << 4 | lo;
+        n += 1;
+    }
+    Some(n)
 }
 
 /// A parsed stop reply.
@@ -313,9 +414,47 @@ mod tests {
     #[test]
     fn checksums_and_rle() {
         assert_eq!(checksum(b"g"), 0x67);
-        assert_eq!(expand_rle(b"0* "), b"0000"); // ' ' = 32 -> 3 more
         assert_eq!(decode_hex(b"0a1B"), Some(vec![0x0a, 0x1b]));
         assert_eq!(decode_hex(b"0g"), None);
+        let mut out = [0u8; 2];
+        assert_eq!(decode_hex_into(b"0a1B2c", &mut out), Some(2));
+        assert_eq!(out, [0x0a, 0x1b]);
+        assert_eq!(decode_hex_into(b"zz", &mut out), None);
+    }
+
+    /// A client talking to a loopback "stub" that sends `script` and records what it gets.
+    fn loopback(script: &'static [u8]) -> (RspClient, std::thread::JoinHandle<Vec<u8>>) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let stub = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            s.write_all(script).unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+            let mut got = Vec::new();
+            let _ = s.read_to_end(&mut got);
+            got
+        });
+        (RspClient::connect(&addr, Duration::from_secs(5)).unwrap(), stub)
+    }
+
+    #[test]
+    fn deferred_ack_rides_with_the_next_request() {
+        // "0* " is RLE for "0000" (' ' = 32: 3 more); its checksum covers the raw bytes.
+        let raw = b"0* ";
+        let pkt = format!("+$0* #{:02x}$T05thread:02;#{:02x}", checksum(raw), checksum(b"T05thread:02;"));
+        let (mut c, stub) = loopback(Box::leak(pkt.into_bytes().into_boxed_slice()));
+        let mut buf = Vec::new();
+        c.recv_into(&mut buf).unwrap();
+        assert_eq!(buf, b"0000");
+        c.write_packets(&[b"g", b"c"]).unwrap();
+        c.recv_into(&mut buf).unwrap();
+        assert_eq!(parse_stop(&buf).and_then(|s| match s {
+            StopReply::Stopped { thread, .. } => thread,
+            _ => None,
+        }), Some(2));
+        c.flush_ack().unwrap();
+        drop(c);
+        assert_eq!(stub.join().unwrap(), b"+$g#67$c#63+");
     }
 
     #[test]

@@ -2,11 +2,8 @@
 
 use std::io::Write;
 
-use nitro_os::Syscall;
-use serde_json::{Map, Value};
-
 use super::Sink;
-use crate::{record, NitroError};
+use crate::{record::Record, NitroError};
 
 /// Writes records as JSON lines.
 #[derive(Debug)]
@@ -22,10 +19,10 @@ impl<W: Write + Send> JsonlSink<W> {
 }
 
 impl<W: Write + Send> Sink for JsonlSink<W> {
-    fn write(&mut self, call: &Syscall, hook: &Map<String, Value>) -> Result<(), NitroError> {
-        let rec = record::to_json(call, hook);
+    fn write(&mut self, rec: &Record) -> Result<(), NitroError> {
         let io = |e: std::io::Error| NitroError::Io(e.to_string());
-        serde_json::to_writer(&mut self.out, &rec).map_err(|e| NitroError::Io(e.to_string()))?;
+        serde_json::to_writer(&mut self.out, &rec.json())
+            .map_err(|e| NitroError::Io(e.to_string()))?;
         self.out.write_all(b"\n").map_err(io)?;
         self.out.flush().map_err(io)
     }

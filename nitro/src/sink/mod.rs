@@ -1,20 +1,23 @@
-//! Where records go: jsonl (default), strace-like text, or a user's own [`Sink`].
+//! Where records go: jsonl (default), strace-like text, a `-c` summary table, a callback, or
+//! a user's own [`Sink`].
 
+mod callback;
 mod jsonl;
+mod summary;
 mod text;
 
+pub use callback::CallbackSink;
 pub use jsonl::JsonlSink;
-use nitro_os::Syscall;
-use serde_json::{Map, Value};
+pub use summary::SummarySink;
 pub use text::TextSink;
 
-use crate::NitroError;
+use crate::{record::Record, NitroError};
 
-/// A consumer of completed records. Records are flushed per record so nothing is lost when
-/// the guest or nitro dies.
+/// A consumer of records. Records are flushed per record so nothing is lost when the guest
+/// or nitro dies.
 pub trait Sink: Send {
-    /// Writes one record; `hook` holds what hooks attached to it.
-    fn write(&mut self, call: &Syscall, hook: &Map<String, Value>) -> Result<(), NitroError>;
+    /// Writes one record.
+    fn write(&mut self, rec: &Record) -> Result<(), NitroError>;
 
     /// Called once when tracing ends.
     fn finish(&mut self) -> Result<(), NitroError> {

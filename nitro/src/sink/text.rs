@@ -2,11 +2,8 @@
 
 use std::io::Write;
 
-use nitro_os::Syscall;
-use serde_json::{Map, Value};
-
 use super::Sink;
-use crate::{record, NitroError};
+use crate::{record::Record, NitroError};
 
 /// Writes one strace-like line per record.
 #[derive(Debug)]
@@ -22,8 +19,8 @@ impl<W: Write + Send> TextSink<W> {
 }
 
 impl<W: Write + Send> Sink for TextSink<W> {
-    fn write(&mut self, call: &Syscall, _hook: &Map<String, Value>) -> Result<(), NitroError> {
-        let mut line = record::to_text(call);
+    fn write(&mut self, rec: &Record) -> Result<(), NitroError> {
+        let mut line = rec.text();
         line.push('\n');
         let io = |e: std::io::Error| NitroError::Io(e.to_string());
         self.out.write_all(line.as_bytes()).map_err(io)?;

@@ -1,5 +1,8 @@
 //! The `nitro` command line. See DESIGN.md, "The command line".
 
+mod attach;
+mod opts;
+mod syscalls;
 mod trace;
 
 use std::process::ExitCode;
@@ -22,6 +25,10 @@ struct Cli {
 enum Command {
     /// Boot a guest, run COMMAND inside it and trace its system calls.
     Trace(trace::TraceArgs),
+    /// Trace a running QEMU guest through its gdbstub, then detach and leave it running.
+    Attach(attach::AttachArgs),
+    /// Print a system-call table, one `NUMBER NAME` a line.
+    Syscalls(syscalls::SyscallsArgs),
 }
 
 /// A command's outcome: the exit status to return, or an error and its status.
@@ -36,6 +43,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Trace(a) => trace::run(a),
+        Command::Attach(a) => attach::run(a),
+        Command::Syscalls(a) => syscalls::run(a),
     };
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),

@@ -1,28 +1,20 @@
 //! `nitro trace`: boot a guest, run a command in it, trace its system calls.
 
-use std::{
-    fs::File,
-    io::{BufWriter, Write},
-    path::PathBuf,
-    time::Duration,
-};
+use std::{fs::File, io::Write, path::PathBuf, time::Duration};
 
 use clap::{Args, ValueEnum};
 use nitro::{
     guest::{self, ControlMessage, GuestRun, GuestSpec},
-    sink::{JsonlSink, Sink, TextSink},
-    Nitro, NitroError, RecordMode,
+    Nitro, NitroError,
 };
 use nitro_backend_linux::LinuxBackend;
 use nitro_listener::qemu::{detect_accel, Accel, QemuDriver};
 
-use crate::{fail, CliResult};
-
-#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
-enum Format {
-    Jsonl,
-    Text,
-}
+use crate::{
+    fail,
+    opts::{configure, FilterArgs, OutputArgs},
+    CliResult,
+};
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 enum AccelArg {
@@ -54,21 +46,13 @@ pub struct TraceArgs {
     /// Boot with kernel address-space layout randomization.
     #[arg(long)]
     kaslr: bool,
-    /// Write records to FILE instead of stdout.
-    #[arg(short = 'o', long = "output")]
-    output: Option<PathBuf>,
-    /// Record format.
-    #[arg(long, value_enum, default_value = "jsonl")]
-    format: Format,
+    #[command(flatten)]
+    filters: FilterArgs,
+    #[command(flatten)]
+    out: OutputArgs,
     /// Write the guest command's output to FILE instead of stderr.
     #[arg(long)]
     guest_output: Option<PathBuf>,
-    /// Which records: `exit` (one per completed call, default) or `enter,exit` (one per stop).
-    #[arg(long, default_value = "exit")]
-    events: String,
-    /// Longest string shown in arguments (strace -s).
-    #[arg(long, default_value_t = 32)]
-    string_limit: usize,
     /// The command to run in the guest.
     #[arg(last = true, required = true)]
     command: Vec<String>,
@@ -100,34 +84,17 @@ pub fn run(a: TraceArgs) -> CliResult {
         AccelArg::Tcg => Accel::Tcg,
         AccelArg::Kvm => Accel::Kvm,
     };
-    let mode = match a.events.as_str() {
-        "exit" => RecordMode::Completed,
-        "enter,exit" | "exit,enter" | "all" => RecordMode::EnterAndExit,
-        other => {
-            return Err(fail(NitroError::Usage(format!(
-                "--events {other}: expected 'exit' or 'enter,exit'"
-            ))))
-        }
-    };
+    // Options are checked before booting.
+    a.filters.parse().map_err(fail)?;
+    a.out.mode().map_err(fail)?;
 
     // The kernel's own symbols and BTF: read before booting, so a file that is not a kernel
     // fails at once.
     let mut backend = LinuxBackend::from_kernel_file(&kernel)
         .map_err(|e| fail(NitroError::Usage(format!("{}: {e}", kernel.display()))))?;
-    backend.decode.string_limit = a.string_limit;
+    backend.decode.string_limit = a.out.string_limit;
+    backend.decode.verbose = a.out.verbose;
 
-    let out: Box<dyn Write + Send> = match &a.output {
-        Some(p) => {
-            Box::new(BufWriter::new(File::create(p).map_err(|e| {
-                fail(NitroError::Io(format!("{}: {e}", p.display())))
-            })?))
-        }
-        None => Box::new(std::io::stdout()),
-    };
-    let sink: Box<dyn Sink> = match a.format {
-        Format::Jsonl => Box::new(JsonlSink::new(out)),
-        Format::Text => Box::new(TextSink::new(out)),
-    };
     let guest_out: Box<dyn Write + Send> = match &a.guest_output {
         Some(p) => Box::new(
             File::create(p).map_err(|e| fail(NitroError::Io(format!("{}: {e}", p.display()))))?,
@@ -144,7 +111,13 @@ pub fn run(a: TraceArgs) -> CliResult {
     let driver = QemuDriver::connect(&run.gdb_endpoint, Some(run.memory.clone()), spec.cpus)
         .map_err(fail)?;
     let mut nitro = Nitro::new(Box::new(driver), Box::new(backend));
-    nitro.add_sink(sink).set_record_mode(mode);
+    configure(
+        &mut nitro,
+        &a.filters,
+        &a.out,
+        a.command.first().map(String::as_str),
+    )
+    .map_err(fail)?;
     nitro.resume().map_err(fail)?;
 
     match run.wait_control(spec.boot_timeout).map_err(fail)? {

@@ -1,0 +1,138 @@
+//! Changing a call from the outside: arguments at entry, skipping a call, its return value.
+//!
+//! At the entry stop (right after `entry_SYSCALL_64` pushes `pt_regs->sp`, before it saves
+//! the other registers) RAX still holds the call number and RDI, RSI, RDX, R10, R8, R9 the
+//! arguments (the x86-64 syscall ABI, arch/x86/entry/entry_64.S), so writing those registers
+//! changes what the kernel sees. Skipping writes -1 into RAX: `do_syscall_64()` runs nothing
+//! for `nr == -1` and leaves `pt_regs->ax` at the `-ENOSYS` the entry code stored
+//! (arch/x86/entry/common.c). The return value lives in `pt_regs->ax` until the exit path
+//! pops it into RAX; at a stop after that pop (the `cpu_tss_rw.sp0` read in
+//! `syscall_return_via_sysret` / `swapgs_restore_regs_and_return_to_usermode`) RAX is
+//! written too.
+
+use nitro_listener::{Direction, NitroEvent, Reg, RegChanges, SyscallKind};
+use nitro_mem::{AddressSpace, PagingMode, PhysAddr, PhysMemory, VirtAddr};
+use nitro_os::{CallChange, OsError, Syscall};
+
+use crate::{layout::symbol_range, syscalls, LinuxBackend};
+
+/// Argument registers of the 64-bit syscall ABI, in argument order.
+const ARG_REGS: [Reg; 6] = [Reg::Rdi, Reg::Rsi, Reg::Rdx, Reg::R10, Reg::R8, Reg::R9];
+
+fn other(msg: String) -> OsError {
+    OsError::Other(msg)
+}
+
+impl LinuxBackend {
+    /// See [`nitro_os::OsBackend::modify`].
+    pub(crate) fn modify_call(
+        &mut self,
+        ev: &NitroEvent,
+        call: &mut Syscall,
+        change: &CallChange,
+        mem: &dyn PhysMemory,
+    ) -> nitro_os::Result<RegChanges> {
+        let mut regs = RegChanges::default();
+        if change.is_empty() {
+            return Ok(regs);
+        }
+        if ev.kind != SyscallKind::Syscall64 {
+            return Err(other(format!(
+                "changing {:?} calls is not supported",
+                ev.kind
+            )));
+        }
+        match ev.direction {
+            Direction::Enter => {
+                if change.ret.is_some() {
+                    return Err(other(
+                        "a return value can only be set at the exit stop".into(),
+                    ));
+                }
+                for &(i, v) in &change.args {
+                    let reg = ARG_REGS.get(i).ok_or_else(|| {
+                        other(format!(
+                            "{}: argument {i} does not exist (x86-64 Linux passes at most six, \
+                             all in registers)",
+                            call.name
+                        ))
+                    })?;
+                    regs.writes.push((*reg, v));
+                    if let Some(raw) = call.raw_args.get_mut(i) {
+                        *raw = v;
+                    }
+                }
+                if change.skip {
+                    regs.writes.push((Reg::Rax, u64::MAX));
+                }
+            }
+            Direction::Exit => {
+                if change.skip || !change.args.is_empty() {
+                    return Err(other(
+                        "arguments and skipping can only be changed at the entry stop".into(),
+                    ));
+                }
+                if let Some(ret) = change.ret {
+                    self.write_return(ev, change, ret, mem, &mut regs)?;
+                    let info = syscalls::table::info_for_name(&call.name)
+                        .or_else(|| syscalls::table::x86_64(call.nr));
+                    call.ret = Some(match info {
+                        Some(info) => syscalls::format_return(info, ret),
+                        None => nitro_os::ReturnValue::plain(ret),
+                    });
+                }
+            }
+        }
+        Ok(regs)
+    }
+
+    fn write_return(
+        &self,
+        ev: &NitroEvent,
+        change: &CallChange,
+        ret: i64,
+        mem: &dyn PhysMemory,
+        regs: &mut RegChanges,
+    ) -> nitro_os::Result<()> {
+        let off = self.offsets();
+        let slide = self.slide() as u64;
+        let r = &ev.regs;
+        let popped = [
+            symbol_range(self.kallsyms(), "syscall_return_via_sysret"),
+            symbol_range(
+                self.kallsyms(),
+                "swapgs_restore_regs_and_return_to_usermode",
+            ),
+        ]
+        .into_iter()
+        .flatten()
+        .any(|(a, b)| (a.wrapping_add(slide)..b.wrapping_add(slide)).contains(&r.rip));
+        // pt_regs: from the entry stop (RSP = &pt_regs->sp there), else at a stop after the
+        // pops RDI still points at pt_regs->di (entry_64.S: `movq %rsp, %rdi`).
+        let pt_regs = match (&change.entry_regs, popped) {
+            (Some(e), _) => e.rsp.wrapping_sub(off.pt_regs_sp),
+            (None, true) => r.rdi.wrapping_sub(off.pt_regs_di),
+            (None, false) => {
+                return Err(other(
+                    "the call's entry registers are needed to change its return value".into(),
+                ))
+            }
+        };
+        let at = VirtAddr(pt_regs.wrapping_add(off.pt_regs_ax));
+        let bytes = ret.to_le_bytes();
+        let mode = PagingMode::from_cr4(r.cr4);
+        let space = AddressSpace::with_mode(mem, PhysAddr(r.cr3), mode);
+        if let Err(first) = space.write_virt(at, &bytes) {
+            // Under page-table isolation the user half of the PGD pair maps little of the
+            // kernel: try the kernel half (CR3 bit 12 clear).
+            let kspace = AddressSpace::with_mode(mem, PhysAddr(r.cr3 & !0x1000), mode);
+            kspace
+                .write_virt(at, &bytes)
+                .map_err(|_| OsError::Memory(first))?;
+        }
+        if popped {
+            regs.writes.push((Reg::Rax, ret as u64));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,136 @@
+//! Trap sites and in-memory discovery on the real Debian kernels of `scripts/provision.sh`:
+//! the per-task `kstack_offset` accesses the backend watches are found in the code, and the
+//! BTF blob is found by its header alone. Each test prints why it skips when a kernel is
+//! missing.
+//!
+//! Expected addresses were read with `objdump -d` (binutils 2.40) from the vmlinux inside
+//! each bzImage, symbolized with the kernel's own kallsyms.
+
+use std::path::PathBuf;
+
+use nitro_backend_linux::{
+    find_btf,
+    kernel::{btf::Btf, bzimage::extract_vmlinux, elf::Elf, kallsyms::Kallsyms},
+    sites::{self, MOV_LOAD, MOV_STORE},
+};
+use nitro_mem::{MemError, PhysAddr, VirtAddr, VirtRead};
+
+/// The vmlinux file seen as kernel virtual memory (link-time addresses).
+struct FileView<'a>(Elf<'a>);
+
+impl VirtRead for FileView<'_> {
+    fn read_virt(&self, va: VirtAddr, buf: &mut [u8]) -> Result<(), MemError> {
+        let src = self
+            .0
+            .read_at_vaddr(va.0, buf.len())
+            .ok_or(MemError::PhysOutOfRange {
+                addr: PhysAddr(va.0),
+                len: buf.len(),
+            })?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
+}
+
+fn vmlinux(dir: &str) -> Option<Vec<u8>> {
+    let base = std::env::var_os("NITRO_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/nitro")))?;
+    let path = base.join("guests").join(dir).join("vmlinuz");
+    match std::fs::read(&path) {
+        Ok(bz) => Some(extract_vmlinux(&bz).expect("extract vmlinux")),
+        Err(e) => {
+            println!("skipping {dir}: {}: {e}", path.display());
+            None
+        }
+    }
+}
+
+struct Expect {
+    dir: &'static str,
+    /// `task_struct.kstack_offset` (BTF).
+    field: u64,
+    /// The store in arch_exit_to_user_mode_prepare, the loads in do_int80_emulation and
+    /// __do_fast_syscall_32 (first byte of each instruction).
+    store: u64,
+    int80: u64,
+    fast: u64,
+}
+
+fn check(e: &Expect) {
+    let Some(bytes) = vmlinux(e.dir) else { return };
+    let elf = Elf::parse(&bytes).expect("elf");
+    let syms = Kallsyms::from_vmlinux(&bytes).expect("kallsyms");
+    let btf = Btf::from_vmlinux(&bytes).expect("btf");
+    assert_eq!(
+        btf.member_offset("task_struct", "kstack_offset").ok(),
+        Some(e.field)
+    );
+    let view = FileView(elf);
+    let disp = e.field as u32;
+    let exit = sites::scan(
+        &view,
+        &syms,
+        &[
+            "arch_exit_to_user_mode_prepare",
+            "exit_to_user_mode_prepare",
+            "syscall_exit_to_user_mode",
+            "irqentry_exit_to_user_mode",
+        ],
+        0,
+        MOV_STORE,
+        disp,
+    );
+    let starts = |v: &[std::ops::Range<u64>]| v.iter().map(|r| r.start).collect::<Vec<_>>();
+    assert_eq!(starts(&exit), vec![e.store], "{}: exit store", e.dir);
+    let int80 = sites::scan(&view, &syms, &["do_int80_emulation"], 0, MOV_LOAD, disp);
+    assert_eq!(starts(&int80), vec![e.int80], "{}: int80 load", e.dir);
+    let fast = sites::scan(&view, &syms, &["__do_fast_syscall_32"], 0, MOV_LOAD, disp);
+    assert_eq!(starts(&fast), vec![e.fast], "{}: fast-path load", e.dir);
+    // A KASLR slide moves the ranges with the code.
+    let slid = sites::scan(
+        &view,
+        &syms.with_slide(0x200000),
+        &["do_int80_emulation"],
+        0x200000,
+        MOV_LOAD,
+        disp,
+    );
+    assert!(slid.is_empty(), "slid addresses are not in the file");
+
+    // The BTF blob is found by its header alone in the memory image around it (as
+    // LinuxBackend::from_guest does when kallsyms lacks __start_BTF).
+    let (a, b) = (
+        syms.lookup("__start_BTF").expect("__start_BTF"),
+        syms.lookup("__stop_BTF").expect("__stop_BTF"),
+    );
+    let mut image = vec![0u8; (b - a + 0x2000) as usize];
+    view.read_virt(VirtAddr(a - 0x1000), &mut image)
+        .expect("BTF region in the image");
+    let blob = find_btf(&image).expect("BTF header found");
+    assert_eq!(blob.len() as u64, b - a);
+    let found = Btf::parse(blob).expect("parses");
+    assert_eq!(found.len(), btf.len());
+}
+
+#[test]
+fn trap_sites_debian_6_1() {
+    check(&Expect {
+        dir: "debian-6.1",
+        field: 0x1478,
+        store: 0xffff_ffff_8113_7642,
+        int80: 0xffff_ffff_81a0_3fa5,
+        fast: 0xffff_ffff_81a0_3e36,
+    });
+}
+
+#[test]
+fn trap_sites_debian_6_12() {
+    check(&Expect {
+        dir: "debian-6.12",
+        field: 0x1480,
+        store: 0xffff_ffff_8119_9c96,
+        int80: 0xffff_ffff_81c8_f15d,
+        fast: 0xffff_ffff_81c8_eeb4,
+    });
+}
