@@ -12,6 +12,9 @@
 #   initramfs.cpio.gz         shared initramfs: newc cpio, gzip, zero-padded to a multiple of 4
 #   initramfs.stamp           sha256 of the initramfs inputs (rebuild only when they change)
 #   busybox-i386              optional static i386 busybox (placed at /bin32/busybox)
+#   initramfs-strace.cpio.gz  optional: initramfs.cpio.gz plus Debian's strace at
+#                             /opt/strace/bin/strace with the libraries ldd lists (for the
+#                             nitro-versus-strace benchmark, benches/benches/vs_strace.rs)
 #
 # The initramfs runs scripts/guest/init as /init; see that file for the serial ports and the
 # control protocol. At run time the host appends a second, uncompressed newc archive holding
@@ -201,6 +204,49 @@ build_initramfs() {
 	rm -rf "$tmp"
 }
 
+# Optional: Debian's dynamically linked strace with its libraries, as a second archive
+# appended to the base initramfs (the kernel unpacks concatenated archives in order). The
+# default initramfs stays small; only the benchmark boots this one. Failures are warnings.
+build_strace_initramfs() {
+	local base=$CACHE/initramfs.cpio.gz out=$CACHE/initramfs-strace.cpio.gz
+	local strace stamp tmp root lib size pad
+	strace=$(command -v strace || true)
+	if [[ -z $strace ]]; then
+		[[ $(id -u) == 0 ]] || return 1
+		apt_update && apt-get install -y -qq --no-install-recommends strace >/dev/null || return 1
+		strace=$(command -v strace) || return 1
+	fi
+	stamp=$({
+		sha256sum "$base" "$strace" | cut -d' ' -f1
+		ldd "$strace" | grep -o '/[^ ]*' | xargs -r readlink -f | xargs -r sha256sum | cut -d' ' -f1
+	} | sha256sum | cut -d' ' -f1)
+	if [[ -s $out && -s $out.stamp && $(<"$out.stamp") == "$stamp" ]]; then
+		return 0
+	fi
+	log "building $out"
+	new_tmp && tmp=$TMP
+	root=$tmp/root
+	mkdir -p "$root/opt/strace/bin"
+	install -m 0755 "$strace" "$root/opt/strace/bin/strace"
+	# Each library at the path the dynamic loader looks for it (the loader itself at the
+	# path written in strace's PT_INTERP, /lib64/ld-linux-x86-64.so.2).
+	while read -r lib; do
+		[[ -e $lib ]] || continue
+		mkdir -p "$root$(dirname "$lib")"
+		cp -L "$lib" "$root$lib"
+	done < <(ldd "$strace" | grep -o '/[^ ]*')
+	find "$root" -exec touch -h -d @0 {} +
+	cp "$base" "$tmp/initramfs"
+	(cd "$root" && find . -mindepth 1 -printf '%P\n' | sort |
+		cpio -o -H newc -R 0:0 --reproducible --quiet) | gzip -6 -n >>"$tmp/initramfs"
+	size=$(stat -c %s "$tmp/initramfs")
+	pad=$(((4 - size % 4) % 4))
+	if ((pad)); then head -c "$pad" /dev/zero >>"$tmp/initramfs"; fi
+	mv "$tmp/initramfs" "$out"
+	printf '%s\n' "$stamp" >"$out.stamp"
+	rm -rf "$tmp"
+}
+
 main() {
 	local guests=() want_i386=1 g
 	REFRESH=0
@@ -242,6 +288,9 @@ main() {
 		log "warning: busybox-static:i386 unavailable; initramfs built without /bin32/busybox"
 	fi
 	build_initramfs
+	if ! build_strace_initramfs; then
+		log "warning: strace unavailable; no initramfs-strace.cpio.gz (only the benchmark needs it)"
+	fi
 	for g in "${guests[@]}"; do
 		printf '%s: %s %s\n' "$g" "$(<"$CACHE/guests/$g/release")" "$CACHE/guests/$g/vmlinuz"
 	done

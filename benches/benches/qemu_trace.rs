@@ -10,13 +10,14 @@
 //! Reported: traced calls per second of added time (calls / (traced - untraced)), stops per
 //! second, packet round trips per stop, and the per-strategy counts.
 //!
-//! Environment: `NITRO_BENCH_COUNT` (dd blocks, default 20000), `NITRO_BENCH_RUNS` (pairs of
-//! runs, default 3; medians are printed), `NITRO_BENCH_CPUS` (default 1),
+//! Environment: `NITRO_BENCH_COUNT` (dd blocks, default 20000), `NITRO_BENCH_RUNS` (rounds,
+//! default 2; medians are printed), `NITRO_BENCH_NO_CLASSIC` (skip the one-packet-at-a-time
+//! comparison run), `NITRO_BENCH_CPUS` (default 1),
 //! `NITRO_BENCH_GUEST` (default debian-6.1). Skips, saying why, when QEMU or the guest is
 //! missing. `cargo bench -p nitro-benches --bench qemu_trace`.
 
 use std::{
-    path::PathBuf,
+    path::Path,
     time::{Duration, Instant},
 };
 
@@ -37,12 +38,23 @@ fn env_num(name: &str, default: u64) -> u64 {
 
 struct Sample {
     secs: f64,
+    /// CPU time of this process (tracer, decoding, sinks) during the run.
+    tracer_cpu: f64,
     records: u64,
     stops: u64,
     driver: DriverStats,
 }
 
-fn one_run(kernel: &PathBuf, count: u64, cpus: u32, traced: bool) -> Result<Sample, String> {
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Untraced,
+    /// The driver's fast path: deferred acknowledgements, `g` with the ack, `c` unawaited.
+    Traced,
+    /// Every packet acknowledged and awaited on its own (`g` and `c` two round trips).
+    TracedClassic,
+}
+
+fn one_run(kernel: &Path, count: u64, cpus: u32, mode: Mode) -> Result<Sample, String> {
     let initrd = guest::default_initrd().map_err(|e| e.to_string())?;
     let command = vec![
         "/bin/dd".to_string(),
@@ -51,11 +63,12 @@ fn one_run(kernel: &PathBuf, count: u64, cpus: u32, traced: bool) -> Result<Samp
         "bs=1".into(),
         format!("count={count}"),
     ];
-    let mut spec = GuestSpec::new(kernel.clone(), initrd, command);
+    let mut spec = GuestSpec::new(kernel.to_path_buf(), initrd, command);
     spec.cpus = cpus;
     let mut run = GuestRun::start(&spec, Box::new(std::io::sink())).map_err(|e| e.to_string())?;
-    let driver = QemuDriver::connect(&run.gdb_endpoint, Some(run.memory.clone()), cpus)
+    let mut driver = QemuDriver::connect(&run.gdb_endpoint, Some(run.memory.clone()), cpus)
         .map_err(|e| e.to_string())?;
+    driver.set_pipelined(mode != Mode::TracedClassic);
     let mut backend = LinuxBackend::from_kernel_file(kernel).map_err(|e| e.to_string())?;
     backend.decode.string_limit = 32;
     let mut nitro = Nitro::new(Box::new(driver), Box::new(backend));
@@ -68,14 +81,16 @@ fn one_run(kernel: &PathBuf, count: u64, cpus: u32, traced: bool) -> Result<Samp
         ControlMessage::Ready => {}
         other => return Err(format!("guest init said {other:?}")),
     }
-    if traced {
+    if mode != Mode::Untraced {
         nitro.arm().map_err(|e| e.to_string())?;
         nitro.resume().map_err(|e| e.to_string())?;
     }
     let start = Instant::now();
+    let cpu0 = self_cpu_secs();
     run.go().map_err(|e| e.to_string())?;
     nitro.run().map_err(|e| e.to_string())?;
     let secs = start.elapsed().as_secs_f64();
+    let tracer_cpu = self_cpu_secs() - cpu0;
     run.finish(Duration::from_secs(10));
     if run.exit_status != Some(0) {
         return Err(format!("workload exit status {:?}", run.exit_status));
@@ -83,10 +98,23 @@ fn one_run(kernel: &PathBuf, count: u64, cpus: u32, traced: bool) -> Result<Samp
     let st = nitro.stats();
     Ok(Sample {
         secs,
+        tracer_cpu,
         records: st.records,
         stops: st.stops,
         driver: nitro.driver_mut().driver_stats(),
     })
+}
+
+/// User + system CPU seconds of this process (getrusage(2)).
+fn self_cpu_secs() -> f64 {
+    // SAFETY: getrusage writes one rusage into the zeroed struct we own.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer to `ru`; RUSAGE_SELF is a valid `who`.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return 0.0;
+    }
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -120,38 +148,41 @@ fn main() {
         return;
     }
     let count = env_num("NITRO_BENCH_COUNT", 20_000);
-    let runs = env_num("NITRO_BENCH_RUNS", 3).max(1);
+    let runs = env_num("NITRO_BENCH_RUNS", 2).max(1);
     let cpus = env_num("NITRO_BENCH_CPUS", 1).clamp(1, 64) as u32;
     println!(
         "qemu_trace: {guest_name}, TCG, {cpus} vCPU, dd bs=1 count={count}, {runs} pair(s) of runs"
     );
-    let (mut rates, mut stop_rates, mut rtps, mut base, mut traced_t) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut rates, mut stop_rates, mut rtps, mut base, mut traced_t, mut classic_rates) = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
+    let classic = std::env::var_os("NITRO_BENCH_NO_CLASSIC").is_none();
+    let run_or_exit = |mode: Mode, what: &str| match one_run(&kernel, count, cpus, mode) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("qemu_trace: {what} run failed: {e}");
+            std::process::exit(1);
+        }
+    };
     for i in 0..runs {
-        let u = match one_run(&kernel, count, cpus, false) {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("qemu_trace: untraced run failed: {e}");
-                std::process::exit(1);
-            }
-        };
-        let t = match one_run(&kernel, count, cpus, true) {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("qemu_trace: traced run failed: {e}");
-                std::process::exit(1);
-            }
-        };
+        let u = run_or_exit(Mode::Untraced, "untraced");
+        let t = run_or_exit(Mode::Traced, "traced");
         let added = (t.secs - u.secs).max(1e-6);
         let rate = t.records as f64 / added;
         let stop_rate = t.stops as f64 / added;
         let d = t.driver;
-        let rtp = d.round_trips as f64 / (d.trap_stops + d.spurious_stops).max(1) as f64;
+        let rtp = d.round_trips_per_stop();
         println!(
             "run {i}: untraced {:.2} s, traced {:.2} s, {} calls recorded, {} stops \
              ({} spurious, {} late), {:.0} calls/s and {:.0} stops/s of added time, \
              {:.2} round trips/stop ({} round trips, {} packets sent, {} received), \
-             strategies: {} watchpoint, {} emulated, {} single-step",
+             tracer CPU {:.1} us/stop, {} trap changes, strategies: {} watchpoint, \
+             {} emulated, {} single-step",
             u.secs,
             t.secs,
             t.records,
@@ -164,15 +195,37 @@ fn main() {
             d.round_trips,
             d.packets_sent,
             d.packets_received,
+            t.tracer_cpu * 1e6 / t.stops.max(1) as f64,
+            d.trap_changes,
             d.watchpoint_stops,
             d.emulated_stops,
             d.single_steps,
         );
+        if classic {
+            let c = run_or_exit(Mode::TracedClassic, "classic");
+            let added_c = (c.secs - u.secs).max(1e-6);
+            let rate_c = c.records as f64 / added_c;
+            println!(
+                "run {i}: same, one packet at a time: traced {:.2} s, {:.0} calls/s of added \
+                 time, {:.2} round trips/stop; fast path {:.2}x",
+                c.secs,
+                rate_c,
+                c.driver.round_trips_per_stop(),
+                rate / rate_c.max(1e-9)
+            );
+            classic_rates.push(rate_c);
+        }
         rates.push(rate);
         stop_rates.push(stop_rate);
         rtps.push(rtp);
         base.push(u.secs);
         traced_t.push(t.secs);
+    }
+    if classic {
+        println!(
+            "median, one packet at a time: {:.0} traced calls/s of added time",
+            median(classic_rates)
+        );
     }
     println!(
         "median: untraced {:.2} s, traced {:.2} s, {:.0} traced calls/s of added time \

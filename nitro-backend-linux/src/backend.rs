@@ -50,7 +50,7 @@ pub struct BackendStats {
 pub struct LinuxBackend {
     syms: Kallsyms,
     offsets: Offsets,
-    symbols: Symbols,
+    pub(crate) symbols: Symbols,
     /// KASLR slide of kernel text and data (0 with `nokaslr`).
     slide: i64,
     names: Vec<Option<String>>,
@@ -98,6 +98,14 @@ struct PerTask {
     /// The load in `__do_fast_syscall_32()` (sysenter and 32-bit syscall).
     fast: Vec<Range<u64>>,
 }
+
+/// The functions where `arch_exit_to_user_mode_prepare()` is, or is inlined.
+const EXIT_FUNCTIONS: [&str; 4] = [
+    "arch_exit_to_user_mode_prepare",
+    "exit_to_user_mode_prepare",
+    "syscall_exit_to_user_mode",
+    "irqentry_exit_to_user_mode",
+];
 
 /// Most tasks given a watchpoint of their own.
 const MAX_WATCHED: usize = 1024;
@@ -284,6 +292,7 @@ impl LinuxBackend {
             let mut done = call.clone();
             done.unfinished = true;
             self.orphans.push(done);
+            self.unwatch_task(key);
         } else if let Some(mut lost) = self.pending.insert(key, call.clone()) {
             // The same task entered again: its previous return was not seen (with the exit
             // trap on cpu_tss_rw.sp0, kernels from about 6.4 on return through iret without
@@ -340,7 +349,14 @@ impl LinuxBackend {
         let info = info_of(&call);
         let opts = self.options(call.kind);
         if call.kind.is_compat() {
-            ret = i64::from(ret as i32);
+            // 32-bit results: -4095..-1 are errors, anything else is unsigned (addresses
+            // above 2 GiB from mmap2 or brk).
+            let low = ret as u32;
+            ret = if low >= 0xffff_f001 {
+                i64::from(low as i32)
+            } else {
+                i64::from(low)
+            };
         }
         let rv = match info {
             Some(info) => {
@@ -464,15 +480,7 @@ impl LinuxBackend {
             let disp = field as u32;
             let scan =
                 |names: &[&str], op| sites::scan(space, &self.syms, names, self.slide, op, disp);
-            let exit = scan(
-                &[
-                    "arch_exit_to_user_mode_prepare",
-                    "exit_to_user_mode_prepare",
-                    "syscall_exit_to_user_mode",
-                    "irqentry_exit_to_user_mode",
-                ],
-                sites::MOV_STORE,
-            );
+            let exit = scan(&EXIT_FUNCTIONS, sites::MOV_STORE);
             if !exit.is_empty() {
                 return ExitTrap::TaskKstack(PerTask {
                     field,
@@ -485,12 +493,17 @@ impl LinuxBackend {
                 });
             }
         }
-        if let (Some(percpu), true) = (self.offsets.percpu_kstack_offset, key_on) {
+        // Per-CPU state (kernels 5.13 to 6.17): the offset from the symbol tables, else
+        // decoded from the exit code.
+        let percpu = self.offsets.percpu_kstack_offset.map(|p| {
             let (a, b) = self.symbols.text;
-            return ExitTrap::KstackOffset {
-                percpu,
-                text: self.slid(a)..self.slid(b),
-            };
+            (p, self.slid(a)..self.slid(b))
+        });
+        let percpu = percpu.or_else(|| {
+            sites::percpu_kstack_offset(space, &self.syms, &EXIT_FUNCTIONS, self.slide)
+        });
+        if let (Some((percpu, text)), true, false) = (percpu, key_on, forced_sp0) {
+            return ExitTrap::KstackOffset { percpu, text };
         }
         let mut ranges: Vec<_> = std::iter::once(
             self.slid(self.symbols.iret_exit.0)..self.slid(self.symbols.iret_exit.1),

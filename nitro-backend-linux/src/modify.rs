@@ -136,3 +136,124 @@ impl LinuxBackend {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{path::PathBuf, time::SystemTime};
+
+    use nitro_listener::{Regs, Strategy};
+    use nitro_mem::VecMemory;
+    use nitro_os::OsBackend;
+
+    use super::*;
+
+    fn backend() -> Option<LinuxBackend> {
+        let cache = std::env::var_os("NITRO_CACHE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
+                    .join(".cache/nitro")
+            });
+        let k = cache.join("guests/debian-6.1/vmlinuz");
+        if !k.exists() {
+            eprintln!("SKIP: {} missing: run scripts/provision.sh", k.display());
+            return None;
+        }
+        Some(LinuxBackend::from_kernel_file(&k).expect("the provisioned kernel parses"))
+    }
+
+    fn event(direction: Direction, regs: Regs) -> NitroEvent {
+        NitroEvent {
+            vcpu: 0,
+            direction,
+            kind: SyscallKind::Syscall64,
+            regs,
+            time: SystemTime::UNIX_EPOCH,
+            site: 0,
+            strategy: Strategy::Watchpoint,
+        }
+    }
+
+    fn call(name: &str) -> Syscall {
+        Syscall {
+            vcpu: 0,
+            direction: Direction::Enter,
+            kind: SyscallKind::Syscall64,
+            cr3: 0,
+            rax: 257,
+            nr: 257,
+            name: name.into(),
+            process: Default::default(),
+            args: vec![],
+            raw_args: [1, 2, 3, 4, 5, 6],
+            ret: None,
+            enter_time: SystemTime::UNIX_EPOCH,
+            exit_time: None,
+            strategy: Strategy::Watchpoint,
+            unfinished: false,
+            note: None,
+            task_key: 0,
+        }
+    }
+
+    #[test]
+    fn entry_changes_become_register_writes() {
+        let Some(mut b) = backend() else { return };
+        let mem = VecMemory::new(4096);
+        let ev = event(Direction::Enter, Regs::default());
+        let mut c = call("openat");
+        let change = CallChange {
+            args: vec![(1, 0x7000), (3, 9)],
+            skip: true,
+            ..Default::default()
+        };
+        let rc = b.modify(&ev, &mut c, &change, &mem).unwrap();
+        assert_eq!(
+            rc.writes,
+            vec![(Reg::Rsi, 0x7000), (Reg::R10, 9), (Reg::Rax, u64::MAX)]
+        );
+        assert_eq!(c.raw_args, [1, 0x7000, 3, 9, 5, 6]);
+        // A seventh argument does not exist; a return value cannot be set at the entry.
+        let bad = CallChange {
+            args: vec![(6, 1)],
+            ..Default::default()
+        };
+        assert!(b.modify(&ev, &mut c, &bad, &mem).is_err());
+        let early = CallChange {
+            ret: Some(0),
+            ..Default::default()
+        };
+        assert!(b.modify(&ev, &mut c, &early, &mem).is_err());
+        // Nothing to do is no error.
+        let none = b.modify(&ev, &mut c, &CallChange::default(), &mem).unwrap();
+        assert!(none.is_empty());
+    }
+
+    #[test]
+    fn exit_change_needs_a_writable_pt_regs() {
+        let Some(mut b) = backend() else { return };
+        // Guest memory with no page tables: the write to pt_regs->ax cannot translate, so
+        // the change fails with a memory error and nothing is claimed.
+        let mem = VecMemory::new(4096);
+        let regs = Regs {
+            rsp: 0xffff_c900_0000_3f58,
+            ..Regs::default()
+        };
+        let ev = event(Direction::Exit, regs);
+        let mut c = call("openat");
+        let change = CallChange {
+            ret: Some(-2),
+            entry_regs: Some(regs),
+            ..Default::default()
+        };
+        let err = b.modify(&ev, &mut c, &change, &mem).unwrap_err();
+        assert!(matches!(err, OsError::Memory(_)), "{err}");
+        assert!(c.ret.is_none());
+        // Without the entry registers, a stop before the pops cannot find pt_regs.
+        let blind = CallChange {
+            ret: Some(-2),
+            ..Default::default()
+        };
+        assert!(b.modify(&ev, &mut c, &blind, &mem).is_err());
+    }
+}

@@ -100,15 +100,15 @@ fn check(e: &Expect) {
 
     // The BTF blob is found by its header alone in the memory image around it (as
     // LinuxBackend::from_guest does when kallsyms lacks __start_BTF).
-    let (a, b) = (
-        syms.lookup("__start_BTF").expect("__start_BTF"),
-        syms.lookup("__stop_BTF").expect("__stop_BTF"),
-    );
-    let mut image = vec![0u8; (b - a + 0x2000) as usize];
-    view.read_virt(VirtAddr(a - 0x1000), &mut image)
-        .expect("BTF region in the image");
+    let section = view.0.section_data(".BTF").expect(".BTF");
+    // Data before it, with a decoy header whose sizes point past the end.
+    let mut image = vec![0u8; 0x1000];
+    image[0x100..0x108].copy_from_slice(&[0x9f, 0xeb, 1, 0, 0x18, 0, 0, 0]);
+    image[0x110..0x114].copy_from_slice(&u32::MAX.to_le_bytes());
+    image.extend_from_slice(section);
+    image.extend_from_slice(&[0u8; 0x1000]);
     let blob = find_btf(&image).expect("BTF header found");
-    assert_eq!(blob.len() as u64, b - a);
+    assert_eq!(blob.len(), section.len());
     let found = Btf::parse(blob).expect("parses");
     assert_eq!(found.len(), btf.len());
 }
@@ -133,4 +133,44 @@ fn trap_sites_debian_6_12() {
         int80: 0xffff_ffff_81c8_f15d,
         fast: 0xffff_ffff_81c8_eeb4,
     });
+}
+
+/// An optional System.map, written here from the kernel's own kallsyms (the format of
+/// scripts/mksysmap), is accepted for the same build and refused for the other one.
+#[test]
+fn system_map_must_match_the_build() {
+    use nitro_backend_linux::LinuxBackend;
+    let (Some(a), Some(b)) = (vmlinux("debian-6.1"), vmlinux("debian-6.12")) else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("nitro-sysmap-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let write = |name: &str, bytes: &[u8]| {
+        let syms = Kallsyms::from_vmlinux(bytes).expect("kallsyms");
+        let text: String = syms
+            .symbols()
+            .filter(|s| !s.is_percpu)
+            .map(|s| format!("{:016x} T {}\n", s.addr, s.name))
+            .collect();
+        let p = dir.join(name);
+        std::fs::write(&p, text).expect("write map");
+        p
+    };
+    let map61 = write("System.map-6.1", &a);
+    let map612 = write("System.map-6.12", &b);
+    let placeholder = dir.join("placeholder");
+    std::fs::write(
+        &placeholder,
+        "ffffffffffffffff B The real System.map is in the linux-image-<version>-dbg package\n",
+    )
+    .expect("write");
+    let backend = LinuxBackend::from_vmlinux(&a).expect("backend");
+    let backend = backend.with_system_map(&map61).expect("same build");
+    assert!(backend.with_system_map(&map612).is_err(), "other build");
+    let backend = LinuxBackend::from_vmlinux(&a).expect("backend");
+    assert!(
+        backend.with_system_map(&placeholder).is_err(),
+        "placeholder"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -80,11 +80,16 @@ pub struct DriverStats {
     pub trap_stops: u64,
     /// Stops that matched no armed site.
     pub spurious_stops: u64,
-    /// Data-watchpoint stops whose reported address is not that of the site the RIP
-    /// identifies, or that reported no address: a hit reported late or for another vCPU
-    /// (QEMU 7.2 under SMP reports one of two simultaneous hits; the other vCPU stops at its
-    /// next access). The stop itself is still classified by RIP and delivered.
+    /// Data-watchpoint hits reported late: the reported address is a site's, but the vCPU
+    /// had moved on (QEMU 7.2 under SMP reports one of simultaneous hits; the other vCPU's
+    /// hit surfaces at its next access to a watched page). When the RIP is at a known
+    /// post-access position the stop is still delivered; otherwise the hit's registers are
+    /// gone and it is counted here as lost, not delivered.
     pub late_stops: u64,
+    /// Hits of other vCPUs found parked right after a watched access at another vCPU's
+    /// stop (the hypervisor reported only one of simultaneous hits) and delivered as events
+    /// of their own.
+    pub recovered_stops: u64,
     /// Packets sent to the hypervisor's debug stub (0 for drivers without one).
     pub packets_sent: u64,
     /// Packets received from it (stop replies and replies).
@@ -97,6 +102,9 @@ pub struct DriverStats {
     pub emulated_stops: u64,
     /// Breakpoint stops resumed by single-step.
     pub single_steps: u64,
+    /// Traps inserted or removed, the first arming included (re-plans such as per-task
+    /// watchpoints add to it); each may cost the hypervisor a TLB flush.
+    pub trap_changes: u64,
 }
 
 impl DriverStats {

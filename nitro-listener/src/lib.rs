@@ -31,7 +31,8 @@ pub mod kvm;
 pub mod qemu;
 
 pub use driver::{
-    Capabilities, Driver, DriverEvent, DriverStats, RegChanges, Strategy, TrapKind, TrapPlan, TrapSite,
+    Capabilities, Driver, DriverEvent, DriverStats, RegChanges, Strategy, TrapKind, TrapPlan,
+    TrapSite,
 };
 pub use error::{ListenerError, Result};
 pub use event::{Direction, NitroEvent, Reg, Regs, SyscallKind};

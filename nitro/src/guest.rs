@@ -5,12 +5,23 @@
 //! messages), ttyS1 carries the command's output, ttyS2 is a control channel with nitro's
 //! init (`scripts/guest/init`): it says `NITRO-READY` before running the command and waits for
 //! `GO` (traps are armed in between), then `NITRO-EXIT <status>`, or `NITRO-NOTFOUND <name>`.
+//!
+//! When the guest ends without `NITRO-EXIT`, [`GuestRun::console_problem`] names why from the
+//! console and from nitro's own knowledge: a kernel panic or oops, a power-off, or the time
+//! limit set by [`GuestRun::set_time_limit`] (a watchdog that stops QEMU, so a hung guest
+//! cannot hang nitro).
 
 use std::{
     io::{BufRead, BufReader, Read, Write},
-    os::unix::net::UnixStream,
+    os::{
+        fd::{AsRawFd, FromRawFd, OwnedFd},
+        unix::net::UnixStream,
+    },
     path::{Path, PathBuf},
-    sync::{mpsc, Arc},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        mpsc, Arc,
+    },
     time::{Duration, Instant},
 };
 
@@ -145,6 +156,74 @@ pub struct GuestRun {
     pub gdb_endpoint: String,
     /// Exit status of the command, once reported.
     pub exit_status: Option<i32>,
+    /// A process file descriptor of QEMU (opened before anything could reap it), so the
+    /// watchdog can never signal a recycled pid.
+    qemu_pidfd: Option<Arc<OwnedFd>>,
+    watchdog: Option<Watchdog>,
+}
+
+/// The thread behind [`GuestRun::set_time_limit`].
+#[derive(Debug)]
+struct Watchdog {
+    limit: Duration,
+    fired: Arc<AtomicBool>,
+    cancel: mpsc::Sender<()>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watchdog {
+    /// Stops the thread; after this it can no longer signal QEMU.
+    fn cancel(&mut self) {
+        let _ = self.cancel.send(());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// `pidfd_open(2)` (Linux 5.3): a descriptor naming the process itself, not its pid.
+fn pidfd_open(pid: u32) -> Option<OwnedFd> {
+    let pid = libc::pid_t::try_from(pid).ok()?;
+    // SAFETY: pidfd_open takes a pid and flags (0) and returns a new descriptor or -1; no
+    // memory is passed.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    let fd = i32::try_from(fd).ok().filter(|&fd| fd >= 0)?;
+    // SAFETY: `fd` was just returned by the kernel and is owned by nobody else.
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `pidfd_send_signal(2)`: signals the process `fd` names (an error once it was reaped).
+fn pidfd_signal(fd: &OwnedFd, sig: i32) -> bool {
+    // SAFETY: a valid pidfd, a signal number, no siginfo (null) and flags 0.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            fd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    r == 0
+}
+
+/// Why a guest ended, read from its console (kernel messages survive `quiet` when they are
+/// logged at emergency level: panics and `reboot: Power down`, Linux `kernel/reboot.c`).
+pub fn console_end_reason(console: &str) -> Option<String> {
+    let lines = || console.lines().map(str::trim);
+    lines()
+        .find(|l| l.contains("Kernel panic") || l.contains("BUG:") || l.contains("Oops"))
+        .map(str::to_string)
+        .or_else(|| {
+            lines()
+                .find(|l| l.contains("reboot: Power down"))
+                .map(|_| "the guest powered off".to_string())
+        })
+        .or_else(|| {
+            lines()
+                .find(|l| l.contains("reboot: Restarting system"))
+                .map(|_| "the guest rebooted".to_string())
+        })
 }
 
 fn connect_unix(
@@ -235,6 +314,7 @@ impl GuestRun {
             log_file: Some(run_dir.join("qemu.log")),
         };
         let mut qemu = cmd.spawn()?;
+        let qemu_pidfd = pidfd_open(qemu.pid()).map(Arc::new);
         let timeout = Duration::from_secs(20);
         let startup = qemu.wait_for_memory_file(timeout);
         if let Err(e) = startup {
@@ -292,7 +372,56 @@ impl GuestRun {
             memory,
             gdb_endpoint,
             exit_status: None,
+            qemu_pidfd,
+            watchdog: None,
         })
+    }
+
+    /// Stops the guest (QEMU gets SIGTERM, then SIGKILL 2 s later) once `limit` has passed
+    /// from now, unless [`GuestRun::finish`] comes first. The tracer then sees the guest end;
+    /// [`GuestRun::time_limit_hit`] and [`GuestRun::console_problem`] say that the limit did
+    /// it. Calling it again replaces the previous limit. Needs `pidfd_open(2)` (Linux 5.3);
+    /// without it there is no limit (a pid alone could be recycled once QEMU is reaped).
+    pub fn set_time_limit(&mut self, limit: Duration) {
+        if let Some(mut w) = self.watchdog.take() {
+            w.cancel();
+        }
+        let Some(pidfd) = self.qemu_pidfd.clone() else {
+            return;
+        };
+        let fired = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::channel::<()>();
+        let flag = fired.clone();
+        let thread = std::thread::spawn(move || {
+            if rx.recv_timeout(limit) != Err(mpsc::RecvTimeoutError::Timeout) {
+                return; // cancelled (or the guest run was dropped)
+            }
+            if !pidfd_signal(&pidfd, libc::SIGTERM) {
+                return; // QEMU is gone already: the limit did not end it
+            }
+            flag.store(true, Ordering::SeqCst);
+            if rx.recv_timeout(Duration::from_secs(2)) == Err(mpsc::RecvTimeoutError::Timeout) {
+                pidfd_signal(&pidfd, libc::SIGKILL);
+            }
+        });
+        self.watchdog = Some(Watchdog {
+            limit,
+            fired,
+            cancel: tx,
+            thread: Some(thread),
+        });
+    }
+
+    /// True when the time limit of [`GuestRun::set_time_limit`] stopped the guest.
+    pub fn time_limit_hit(&self) -> bool {
+        self.watchdog
+            .as_ref()
+            .is_some_and(|w| w.fired.load(Ordering::SeqCst))
+    }
+
+    /// True once QEMU has exited (it is reaped then).
+    pub fn qemu_exited(&mut self) -> bool {
+        self.qemu.try_wait().is_some()
     }
 
     /// Waits for the next control message, up to `timeout`; notices QEMU exiting.
@@ -349,21 +478,31 @@ impl GuestRun {
         std::fs::read_to_string(self.run_dir.join("console.log")).unwrap_or_default()
     }
 
-    /// A line of the console that explains a failure (a panic, an oops), if any.
+    /// What explains the guest's end, if anything does: the time limit (see
+    /// [`GuestRun::set_time_limit`]), then a panic or oops line of the console, a power-off or
+    /// reboot ([`console_end_reason`]), else QEMU's own first complaint.
     pub fn console_problem(&self) -> Option<String> {
-        let c = self.console();
-        c.lines()
-            .find(|l| l.contains("Kernel panic") || l.contains("BUG:") || l.contains("Oops"))
-            .map(|l| l.trim().to_string())
-            .or_else(|| {
-                let log =
-                    std::fs::read_to_string(self.run_dir.join("qemu.log")).unwrap_or_default();
-                log.lines().next().map(str::to_string)
-            })
+        if let Some(w) = self
+            .watchdog
+            .as_ref()
+            .filter(|w| w.fired.load(Ordering::SeqCst))
+        {
+            return Some(format!(
+                "time limit of {} s reached: the guest was stopped",
+                w.limit.as_secs_f64()
+            ));
+        }
+        console_end_reason(&self.console()).or_else(|| {
+            let log = std::fs::read_to_string(self.run_dir.join("qemu.log")).unwrap_or_default();
+            log.lines().next().map(str::to_string)
+        })
     }
 
     /// Waits for QEMU to exit (up to `timeout`, then kills it) and for the output to drain.
     pub fn finish(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        if let Some(w) = self.watchdog.as_mut() {
+            w.cancel();
+        }
         let st = self.qemu.wait_or_kill(timeout);
         if let Some(t) = self.output_thread.take() {
             let _ = t.join();
@@ -380,6 +519,9 @@ impl GuestRun {
 
 impl Drop for GuestRun {
     fn drop(&mut self) {
+        if let Some(w) = self.watchdog.as_mut() {
+            w.cancel();
+        }
         if std::env::var_os("NITRO_KEEP_RUN_DIR").is_none() {
             let _ = std::fs::remove_dir_all(&self.run_dir);
         }
@@ -419,5 +561,34 @@ mod tests {
             Some(ControlMessage::NotFound("/bin/nope".into()))
         );
         assert_eq!(parse_control("GO\n"), None);
+    }
+
+    #[test]
+    fn end_reasons_from_the_console() {
+        let panic = "[    3.1] sysrq: Trigger a crash\n[    3.13] Kernel panic - not syncing: sysrq triggered crash\n[    3.2] reboot: Restarting system\n";
+        assert_eq!(
+            console_end_reason(panic).as_deref(),
+            Some("[    3.13] Kernel panic - not syncing: sysrq triggered crash")
+        );
+        assert_eq!(
+            console_end_reason("[    2.9] reboot: Power down\n").as_deref(),
+            Some("the guest powered off")
+        );
+        assert_eq!(console_end_reason("Run /init as init process\n"), None);
+    }
+
+    #[test]
+    fn pidfd_signals_only_the_process_it_names() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("sleep runs");
+        let fd = pidfd_open(child.id()).expect("pidfd_open works on Linux >= 5.3");
+        assert!(pidfd_signal(&fd, libc::SIGKILL));
+        let st = child.wait().expect("reaped");
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(st.signal(), Some(libc::SIGKILL));
+        // Reaped: the descriptor still names the dead process, not whoever gets its pid.
+        assert!(!pidfd_signal(&fd, 0));
     }
 }

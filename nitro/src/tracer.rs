@@ -240,6 +240,17 @@ impl Nitro {
         }
     }
 
+    /// A tracer over `driver` with the backend of the OS found in the guest (see
+    /// [`crate::detect::detect_backend`]; `linux_kernel` is needed for a Linux guest). The
+    /// guest is left stopped.
+    pub fn detected(
+        mut driver: Box<dyn Driver>,
+        linux_kernel: Option<&std::path::Path>,
+    ) -> Result<Self, NitroError> {
+        let (_, backend) = crate::detect::detect_backend(driver.as_mut(), linux_kernel, None)?;
+        Ok(Nitro::new(driver, backend))
+    }
+
     /// Adds a sink.
     pub fn add_sink(&mut self, sink: Box<dyn Sink>) -> &mut Self {
         self.sinks.push(sink);

@@ -89,7 +89,14 @@ fn attach_trace_detach_and_the_guest_finishes() {
     let k = kernel.display().to_string();
     let pid = run.qemu_pid().to_string();
     let (status, recs, stderr) = attach(&[
-        "--gdb", &run.gdb_endpoint, "--qemu-pid", &pid, "--kernel", &k, "--duration", "1.5",
+        "--gdb",
+        &run.gdb_endpoint,
+        "--qemu-pid",
+        &pid,
+        "--kernel",
+        &k,
+        "--duration",
+        "1.5",
     ]);
     assert_eq!(status, 0, "nitro attach failed: {stderr}");
     assert!(stderr.contains("detached from"), "{stderr}");
@@ -103,13 +110,18 @@ fn attach_trace_detach_and_the_guest_finishes() {
         "no call attributed to cat"
     );
 
-    // Attach again, this time through the shared RAM file: the first detach left the stub
-    // usable and the guest running.
+    // Attach again, this time through the shared RAM file and without a kernel file (symbols
+    // and layouts from guest memory): the first detach left the stub usable and the guest
+    // running.
     run.poll_control();
     if run.exit_status.is_none() {
         let file = run.memory.path().to_string();
         let (status, recs2, stderr) = attach(&[
-            "--gdb", &run.gdb_endpoint, "--memory-file", &file, "--kernel", &k, "--duration",
+            "--gdb",
+            &run.gdb_endpoint,
+            "--memory-file",
+            &file,
+            "--duration",
             "1",
         ]);
         assert_eq!(status, 0, "second attach failed: {stderr}");
@@ -119,13 +131,21 @@ fn attach_trace_detach_and_the_guest_finishes() {
     // The guest finishes on its own, with no traps left.
     let mut end = run.exit_status.map(ControlMessage::Exit);
     while end.is_none() {
-        match run.wait_control(Duration::from_secs(120)).expect("guest runs on") {
+        match run
+            .wait_control(Duration::from_secs(120))
+            .expect("guest runs on")
+        {
             m @ ControlMessage::Exit(_) => end = Some(m),
             ControlMessage::Closed => break,
             _ => {}
         }
     }
-    assert_eq!(end, Some(ControlMessage::Exit(0)), "console: {}", run.console());
+    assert_eq!(
+        end,
+        Some(ControlMessage::Exit(0)),
+        "console: {}",
+        run.console()
+    );
     run.finish(Duration::from_secs(20));
     let text = String::from_utf8_lossy(&output.0.lock().expect("lock")).into_owned();
     assert_eq!(

@@ -45,8 +45,12 @@ struct Run {
 }
 
 fn trace(args: &[&str], command: &[&str]) -> Run {
+    trace_on(GUEST, args, command)
+}
+
+fn trace_on(guest: &str, args: &[&str], command: &[&str]) -> Run {
     let out = Command::new(env!("CARGO_BIN_EXE_nitro"))
-        .args(["trace", "--guest", GUEST])
+        .args(["trace", "--guest", guest])
         .args(args)
         .arg("--")
         .args(command)
@@ -134,12 +138,49 @@ fn inject_when_second_call_only() {
 }
 
 #[test]
+fn inject_on_debian_6_12() {
+    if !guest_available() || !cache().join("guests/debian-6.12/vmlinuz").exists() {
+        return;
+    }
+    let r = trace_on(
+        "debian-6.12",
+        &[
+            "-e",
+            "trace=openat",
+            "--inject",
+            "openat:error=ENOENT:when=2",
+        ],
+        &["/bin/cat", "/proc/version", "/proc/cmdline"],
+    );
+    assert_eq!(r.status, 1, "stderr: {}", r.stderr);
+    assert!(r.stderr.contains("Linux version 6.12"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("No such file or directory"),
+        "{}",
+        r.stderr
+    );
+    let recs = records(&r.stdout);
+    let opens = by(&recs, "cat", "openat");
+    assert_eq!(opens.len(), 2, "{}", r.stdout);
+    assert_eq!(opens[1]["ret"], -2);
+    assert_eq!(opens[1]["injected"], true);
+}
+
+#[test]
 fn trace_class_and_comm_filters_text() {
     if !guest_available() {
         return;
     }
     let r = trace(
-        &["-e", "trace=%file", "--comm", "cat", "--format", "text"],
+        &[
+            "-e",
+            "trace=%file",
+            "--comm",
+            "cat",
+            "--format",
+            "text",
+            "-v",
+        ],
         &["/bin/cat", "/proc/version"],
     );
     assert_eq!(r.status, 0, "stderr: {}", r.stderr);
@@ -149,6 +190,14 @@ fn trace_class_and_comm_filters_text() {
     assert!(lines
         .iter()
         .any(|l| l.contains("openat(AT_FDCWD, \"/proc/version\", O_RDONLY) = ")));
+    // -v: the environment in full, not `0x... /* 6 vars */`.
+    assert!(
+        r.stdout
+            .contains("execve(\"/bin/cat\", [\"/bin/cat\", \"/proc/version\"], [\""),
+        "{}",
+        r.stdout
+    );
+    assert!(!r.stdout.contains(" vars */"), "{}", r.stdout);
     // %file: no read/sendfile/close.
     assert!(
         !r.stdout.contains("sendfile(") && !r.stdout.contains("close("),
@@ -201,10 +250,15 @@ fn trace_none_arms_nothing_and_summary() {
     if !guest_available() {
         return;
     }
-    let r = trace(&["-e", "trace=none"], &["/bin/cat", "/proc/version"]);
+    let r = trace(
+        &["-e", "trace=none", "-d", "1"],
+        &["/bin/cat", "/proc/version"],
+    );
     assert_eq!(r.status, 0, "stderr: {}", r.stderr);
     assert!(r.stdout.is_empty(), "{}", r.stdout);
     assert!(r.stderr.contains("Linux version"));
+    // Nothing armed: the guest never stopped (the last stats line is written at the end).
+    assert!(r.stderr.contains(" stops=0 "), "{}", r.stderr);
 
     // -c: strace's table on stderr instead of records; -d: stats lines.
     let r = trace(&["-c", "-d", "0.5"], &["/bin/cat", "/proc/version"]);

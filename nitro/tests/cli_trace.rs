@@ -245,3 +245,34 @@ fn command_missing_in_guest_is_a_clear_error() {
     );
     assert!(!r.stderr.contains("panicked"));
 }
+
+#[test]
+fn a_command_that_hangs_is_stopped_by_the_timeout() {
+    if !guest_available("debian-6.1") {
+        return;
+    }
+    let start = std::time::Instant::now();
+    let r = run(&[
+        "trace",
+        "--guest",
+        "debian-6.1",
+        "--timeout",
+        "3",
+        "--",
+        "/bin/sleep",
+        "1000",
+    ]);
+    assert_eq!(r.status, 124, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("did not finish within the 3 s time limit"),
+        "{}",
+        r.stderr
+    );
+    assert!(start.elapsed() < std::time::Duration::from_secs(60));
+    // What happened before the limit is there: sleep's own calls.
+    let recs = records(&r.stdout);
+    assert!(recs
+        .iter()
+        .any(|v| v["name"] == "execve" && v["process"]["name"] == "sleep"));
+}

@@ -95,3 +95,86 @@ fn i386_busybox_6_1() {
 fn i386_busybox_6_12_kaslr() {
     check("debian-6.12", true);
 }
+
+/// With the 32-bit vDSO off (`vdso32=0`), i386 glibc falls back to `int $0x80`: the calls
+/// come through the int 0x80 emulation path instead of the fast path.
+fn int80(guest: &str) {
+    use std::{
+        sync::{Arc, Mutex},
+        time::Duration,
+    };
+
+    use nitro::{
+        guest::{default_initrd, ControlMessage, GuestRun, GuestSpec},
+        sink::CallbackSink,
+        Nitro,
+    };
+    use nitro_backend_linux::LinuxBackend;
+    use nitro_listener::{qemu::QemuDriver, Driver, SyscallKind};
+    use nitro_os::{ArgValue, Syscall};
+
+    if !guest_available(guest) {
+        return;
+    }
+    let kernel = kernel(guest);
+    let mut spec = GuestSpec::new(
+        kernel.clone(),
+        default_initrd().expect("initramfs"),
+        vec![
+            "/bin32/busybox".into(),
+            "cat".into(),
+            "/proc/version".into(),
+        ],
+    );
+    spec.append = "vdso32=0".into();
+    let mut run = GuestRun::start(&spec, Box::new(std::io::sink())).expect("guest starts");
+    let mut driver =
+        QemuDriver::connect(&run.gdb_endpoint, Some(run.memory.clone()), 1).expect("gdbstub");
+    driver.resume().expect("resume");
+    assert_eq!(
+        run.wait_control(spec.boot_timeout).expect("control"),
+        ControlMessage::Ready
+    );
+    let backend = LinuxBackend::from_kernel_file(&kernel).expect("kernel file");
+    let calls: Arc<Mutex<Vec<Syscall>>> = Arc::default();
+    let sink_calls = calls.clone();
+    let mut nitro = Nitro::new(Box::new(driver), Box::new(backend));
+    nitro.add_sink(Box::new(CallbackSink(move |r: &nitro::Record| {
+        sink_calls.lock().expect("lock").push(r.call.clone())
+    })));
+    nitro.arm().expect("arm");
+    nitro.resume().expect("resume");
+    run.go().expect("go");
+    nitro.run().expect("trace");
+    run.finish(Duration::from_secs(10));
+    assert_eq!(run.exit_status, Some(0));
+    let calls = calls.lock().expect("lock");
+    let compat: Vec<&Syscall> = calls.iter().filter(|c| c.process.compat).collect();
+    assert!(compat.len() > 10, "few compat calls: {}", compat.len());
+    assert!(
+        compat.iter().all(|c| c.kind == SyscallKind::Int80),
+        "not all through int 0x80: {:?}",
+        compat.iter().map(|c| c.kind).collect::<Vec<_>>()
+    );
+    let open = compat
+        .iter()
+        .find(|c| {
+            c.name == "openat"
+                && c.args.iter().any(|a| {
+                    matches!(&a.value, ArgValue::Str { bytes, .. } if bytes == b"/proc/version")
+                })
+        })
+        .expect("openat of /proc/version through int 0x80");
+    assert_eq!(open.nr, 295);
+    assert!(open.ret.as_ref().is_some_and(|r| r.value >= 3));
+}
+
+#[test]
+fn i386_int80_6_1() {
+    int80("debian-6.1");
+}
+
+#[test]
+fn i386_int80_6_12() {
+    int80("debian-6.12");
+}

@@ -86,6 +86,15 @@ impl LinuxBackend {
         }
     }
 
+    /// Drops the watchpoints of a task that is exiting (its `task_struct` will be freed or
+    /// reused; a task reusing it is watched again when first seen).
+    pub(super) fn unwatch_task(&mut self, task: u64) {
+        self.pt_regs.remove(&task);
+        let a = self.watched.remove(&task);
+        let b = self.compat_tasks.remove(&task);
+        self.plan_dirty |= a || b;
+    }
+
     /// A context switch while 32-bit tasks run: a task not seen before whose saved user
     /// code segment is `__USER32_CS` gets its watchpoints.
     pub(super) fn on_switch(&mut self, ev: &NitroEvent, space: &dyn VirtRead) {

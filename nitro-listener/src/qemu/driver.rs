@@ -8,6 +8,7 @@
 //! QEMU keeps its translated code (see ENVIRONMENT.md, "QEMU gdbstub").
 
 use std::{
+    collections::{HashMap, HashSet, VecDeque},
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc,
@@ -56,6 +57,17 @@ struct Armed {
 struct LastStop {
     site: usize,
     regs: Regs,
+    /// The gdb thread of the vCPU.
+    thread: u64,
+}
+
+/// A hit of another vCPU found at a stop, waiting to be delivered.
+#[derive(Debug, Clone, Copy)]
+struct Queued {
+    thread: u64,
+    site: usize,
+    regs: Regs,
+    time: SystemTime,
 }
 
 /// Traps system calls through a QEMU gdbstub.
@@ -75,6 +87,25 @@ pub struct QemuDriver {
     pkt: Vec<u8>,
     detach_flag: Option<Arc<AtomicBool>>,
     detached: bool,
+    /// RIPs at which reported watchpoint stops (with their own site's address) happened:
+    /// the instructions right after watched accesses.
+    hit_rips: HashSet<u64>,
+    /// Hits of other vCPUs found at a stop (QEMU reported only one), delivered next.
+    queued: VecDeque<Queued>,
+    /// Per vCPU, the registers of a hit recovered from it, to drop QEMU's own later report
+    /// of the same hit.
+    recovered: HashMap<u32, Regs>,
+    /// Per vCPU, the registers of the last event delivered: a vCPU that has not run since
+    /// (its thread not scheduled before another vCPU stopped the guest) is not a new hit.
+    delivered: HashMap<u32, Regs>,
+    /// Spurious stops by cause (signal not SIGTRAP, RIP in no site, duplicate, stray), for
+    /// NITRO_DEBUG.
+    why: [u64; 4],
+    /// The thread `g`/`P` address (QEMU: set to the stopped vCPU at each stop).
+    g_thread: u64,
+    /// Deferred acknowledgements and pipelined resumes (the default); off = one packet and
+    /// one acknowledgement at a time, for comparison.
+    pipelined: bool,
     stats: Stats,
 }
 
@@ -130,7 +161,7 @@ impl QemuDriver {
         let mut rsp = RspClient::connect(endpoint, Duration::from_secs(10))?;
         // QEMU stops a running guest when a debugger connects and may announce it with an
         // unsolicited stop reply: drain it before the first request.
-        rsp.set_timeout(Some(Duration::from_millis(100)))?;
+        rsp.set_timeout(Some(Duration::from_millis(300)))?;
         loop {
             match rsp.recv() {
                 Ok(_) => continue,
@@ -161,6 +192,13 @@ impl QemuDriver {
             pkt: Vec::with_capacity(2048),
             detach_flag: None,
             detached: false,
+            pipelined: true,
+            hit_rips: HashSet::new(),
+            queued: VecDeque::new(),
+            recovered: HashMap::new(),
+            delivered: HashMap::new(),
+            why: [0; 4],
+            g_thread: 1,
             stats: Stats::default(),
         };
         if vcpus == 0 {
@@ -183,6 +221,13 @@ impl QemuDriver {
     /// stub's monitor).
     pub fn set_memory(&mut self, memory: Arc<dyn PhysMemory>) {
         self.memory = Some(memory);
+    }
+
+    /// Turns the per-stop fast path on (default) or off. Off, every packet is acknowledged on
+    /// its own and every request waits for the stub's acknowledgement (`g` and `c` as two
+    /// round trips): how the driver worked before, kept to measure the difference.
+    pub fn set_pipelined(&mut self, on: bool) {
+        self.pipelined = on;
     }
 
     /// Number of vCPUs the driver assumes.
@@ -247,9 +292,10 @@ impl QemuDriver {
         let mut out = Vec::new();
         loop {
             let p = self.rsp.recv()?;
+            // "OK" ends the output; it also starts with 'O', so test it first.
             match p.first() {
-                Some(b'O') if p.len() > 1 => out.extend(decode_hex(&p[1..]).unwrap_or_default()),
                 _ if p == b"OK" => break,
+                Some(b'O') if p.len() > 1 => out.extend(decode_hex(&p[1..]).unwrap_or_default()),
                 _ if p.is_empty() => {
                     return Err(ListenerError::Unsupported(
                         "monitor commands (qRcmd)".into(),
@@ -399,11 +445,13 @@ impl QemuDriver {
         }
     }
 
-    fn classify(&mut self, rip: u64, watch: Option<u64>) -> Option<usize> {
+    /// The site a stop at `rip` belongs to, and whether the reported data address is that
+    /// site's own (false: a late or misreported hit, or an execution site).
+    fn classify(&self, rip: u64, watch: Option<u64>) -> Option<(usize, bool)> {
         let first = self.plan.classify(rip)?;
         let s = self.plan.sites.get(first)?;
         if s.kind == TrapKind::Execute {
-            return Some(first);
+            return Some((first, true));
         }
         // Per-vCPU sites share their RIP ranges: the reported address says which vCPU's
         // site it was. An address no site with this RIP has is a late or misreported hit.
@@ -415,13 +463,108 @@ impl QemuDriver {
                     && t.rip_ranges.iter().any(|r| r.contains(&rip))
             })
         });
-        match exact {
-            Some(i) => Some(i),
-            None => {
-                self.stats.late_stops += 1;
-                Some(first)
-            }
+        Some(exact.map_or((first, false), |i| (i, true)))
+    }
+
+    /// QEMU 7.2 reports one stop when several vCPUs hit watchpoints together (each vCPU
+    /// names itself the stop CPU; the last one wins and the others' hits stay unreported
+    /// until their next access to a watched page). Reads every other vCPU's registers in
+    /// one pipelined round trip and queues those parked right after a watched access (a RIP
+    /// seen at reported hits) as events of their own.
+    fn sweep_others(&mut self, reported: u64) -> Result<()> {
+        let others: Vec<u64> = (1..=u64::from(self.vcpus))
+            .filter(|&t| t != reported)
+            .collect();
+        if others.is_empty() || self.hit_rips.is_empty() {
+            return Ok(());
         }
+        let mut packets = Vec::with_capacity(others.len() * 2 + 1);
+        for t in &others {
+            packets.push(format!("Hg{t:x}").into_bytes());
+            packets.push(b"g".to_vec());
+        }
+        packets.push(format!("Hg{reported:x}").into_bytes());
+        let refs: Vec<&[u8]> = packets.iter().map(Vec::as_slice).collect();
+        self.rsp.write_packets(&refs)?;
+        self.rsp.round_trips += 1;
+        let mut pkt = std::mem::take(&mut self.pkt);
+        let mut found = Vec::new();
+        let r = (|| {
+            for &t in &others {
+                self.rsp.recv_into(&mut pkt)?; // OK of Hg
+                self.rsp.recv_into(&mut pkt)?;
+                let Some(regs) = parse_g_hex(&pkt) else {
+                    continue;
+                };
+                let vcpu = t.saturating_sub(1) as u32;
+                let stale = self.delivered.get(&vcpu) == Some(&regs);
+                if regs.cpl() == 0 && self.hit_rips.contains(&regs.rip) && !stale {
+                    found.push((t, regs));
+                }
+            }
+            self.rsp.recv_into(&mut pkt) // OK of the last Hg
+        })();
+        self.pkt = pkt;
+        r?;
+        let time = SystemTime::now();
+        for (t, regs) in found {
+            let Some((site, _)) = self.classify(regs.rip, None) else {
+                continue;
+            };
+            let vcpu = t.saturating_sub(1) as u32;
+            self.recovered.insert(vcpu, regs);
+            self.stats.recovered_stops += 1;
+            self.queued.push_back(Queued {
+                thread: t,
+                site,
+                regs,
+                time,
+            });
+        }
+        Ok(())
+    }
+
+    fn debug_stats(&self) {
+        if std::env::var_os("NITRO_DEBUG").is_some() {
+            eprintln!(
+                "nitro: debug: qemu driver {:?}, spurious by cause (signal, no site, duplicate, \
+                 stray) {:?}",
+                self.stats(),
+                self.why
+            );
+        }
+    }
+
+    fn trap_event(
+        &mut self,
+        thread: u64,
+        site: usize,
+        regs: Regs,
+        time: SystemTime,
+    ) -> DriverEvent {
+        self.stats.trap_stops += 1;
+        let s = &self.plan.sites[site];
+        let resume = self.armed.get(site).map_or(Resume::Step, |a| a.resume);
+        let strategy = match resume {
+            Resume::Watch => {
+                self.stats.watchpoint_stops += 1;
+                Strategy::Watchpoint
+            }
+            Resume::EmulateSwapgs => Strategy::BreakpointEmulated,
+            Resume::Step => Strategy::BreakpointStep,
+        };
+        let ev = NitroEvent {
+            vcpu: thread.saturating_sub(1) as u32,
+            direction: s.direction,
+            kind: s.syscall_kind,
+            regs,
+            time,
+            site,
+            strategy,
+        };
+        self.last = Some(LastStop { site, regs, thread });
+        self.delivered.insert(ev.vcpu, regs);
+        DriverEvent::Trap(Box::new(ev))
     }
 }
 
@@ -459,6 +602,7 @@ impl Driver for QemuDriver {
             self.last = None;
         }
         self.rsp.request_ok(b"Hg1")?;
+        self.g_thread = 1;
         self.read_regs()
     }
 
@@ -471,9 +615,11 @@ impl Driver for QemuDriver {
         let mut reused = vec![false; old_sites.len()];
         let mut armed: Vec<Option<Armed>> = Vec::with_capacity(plan.sites.len());
         for s in &plan.sites {
-            let keep = old_sites.iter().zip(&old_armed).enumerate().find(|(i, (o, _))| {
-                !reused[*i] && o.addr == s.addr && o.kind == s.kind
-            });
+            let keep = old_sites
+                .iter()
+                .zip(&old_armed)
+                .enumerate()
+                .find(|(i, (o, _))| !reused[*i] && o.addr == s.addr && o.kind == s.kind);
             match keep {
                 Some((i, (_, a))) => {
                     reused[i] = true;
@@ -485,12 +631,22 @@ impl Driver for QemuDriver {
         // Keep the last stop's site (its resume strategy) across the renumbering.
         if let Some(l) = self.last.as_mut() {
             let old = old_sites.get(l.site);
-            match old.and_then(|o| plan.sites.iter().position(|s| s.addr == o.addr && s.kind == o.kind)) {
+            match old.and_then(|o| {
+                plan.sites
+                    .iter()
+                    .position(|s| s.addr == o.addr && s.kind == o.kind)
+            }) {
                 Some(i) => l.site = i,
                 None => self.last = None,
             }
         }
-        let regs_now = match (&self.last, plan.sites.iter().zip(&armed).any(|(s, a)| a.is_none() && s.kind == TrapKind::Execute)) {
+        let regs_now = match (
+            &self.last,
+            plan.sites
+                .iter()
+                .zip(&armed)
+                .any(|(s, a)| a.is_none() && s.kind == TrapKind::Execute),
+        ) {
             (_, false) => Regs::default(),
             (Some(l), true) => l.regs,
             (None, true) => self.read_regs()?,
@@ -516,10 +672,20 @@ impl Driver for QemuDriver {
             }
         }
         self.plan = plan.clone();
-        self.armed = armed.iter().map(|a| a.unwrap_or(Armed { z: 0, len: 1, resume: Resume::Step })).collect();
+        self.armed = armed
+            .iter()
+            .map(|a| {
+                a.unwrap_or(Armed {
+                    z: 0,
+                    len: 1,
+                    resume: Resume::Step,
+                })
+            })
+            .collect();
         if packets.is_empty() {
             return Ok(());
         }
+        self.stats.trap_changes += packets.len() as u64;
         let refs: Vec<&[u8]> = packets.iter().map(Vec::as_slice).collect();
         self.rsp.write_packets(&refs)?;
         self.rsp.round_trips += 1;
@@ -541,11 +707,13 @@ impl Driver for QemuDriver {
             if a.z == 1 && reply.is_empty() {
                 // No hardware breakpoints in this stub: a software one (TCG handles it alike).
                 let addr = self.plan.sites[i].addr;
-                self.rsp.request_ok(Self::z_packet(true, 0, addr, 1).as_bytes()).map_err(|_| ListenerError::ArmFailed {
-                    kind: z_name(0),
-                    addr,
-                    reply: String::from_utf8_lossy(&reply).into(),
-                })?;
+                self.rsp
+                    .request_ok(Self::z_packet(true, 0, addr, 1).as_bytes())
+                    .map_err(|_| ListenerError::ArmFailed {
+                        kind: z_name(0),
+                        addr,
+                        reply: String::from_utf8_lossy(&reply).into(),
+                    })?;
                 self.armed[i].z = 0;
                 continue;
             }
@@ -565,6 +733,10 @@ impl Driver for QemuDriver {
     }
 
     fn next_event(&mut self) -> Result<DriverEvent> {
+        if let Some(q) = self.queued.pop_front() {
+            // The guest is still stopped at the stop that found this hit.
+            return Ok(self.trap_event(q.thread, q.site, q.regs, q.time));
+        }
         loop {
             if self.wait_or_detach()? {
                 self.detach()?;
@@ -574,16 +746,18 @@ impl Driver for QemuDriver {
                 Ok(Some(s)) => s,
                 Ok(None) => continue,
                 Err(ListenerError::GuestGone(_)) => {
-                    return Ok(DriverEvent::GuestEnded { code: None })
+                    self.debug_stats();
+                    return Ok(DriverEvent::GuestEnded { code: None });
                 }
                 Err(e) => return Err(e),
             };
             self.running = false;
             let (thread, signal, watch) = match stop {
                 StopReply::Exited { code } => {
+                    self.debug_stats();
                     return Ok(DriverEvent::GuestEnded {
                         code: Some(i32::from(code)),
-                    })
+                    });
                 }
                 StopReply::Stopped {
                     signal,
@@ -595,21 +769,76 @@ impl Driver for QemuDriver {
             // On a stop QEMU points the register thread at the vCPU that stopped
             // (gdbstub `gdb_set_stop_cpu`), so `g` reads that vCPU. The acknowledgement of the
             // stop reply rides in the same write.
-            self.rsp.write_packets(&[b"g"])?;
+            let thread_id = thread.unwrap_or(1);
+            if self.vcpus > 1 {
+                // Under SMP another vCPU that hits while this stop is reported renames itself
+                // the stop CPU (and the register thread): name the reported one explicitly,
+                // in the same write.
+                let hg = format!("Hg{thread_id:x}");
+                self.rsp.write_packets(&[hg.as_bytes(), b"g"])?;
+                let mut pkt = std::mem::take(&mut self.pkt);
+                let ok = self.rsp.recv_into(&mut pkt);
+                let bad = ok.is_ok() && pkt != b"OK";
+                let err = bad.then(|| self.rsp.protocol(hg.as_bytes(), &pkt));
+                self.pkt = pkt;
+                ok?;
+                if let Some(e) = err {
+                    return Err(e);
+                }
+            } else if self.pipelined {
+                self.rsp.write_packets(&[b"g"])?;
+            } else {
+                self.rsp.flush_ack()?;
+                self.rsp.send(b"g")?;
+            }
             self.rsp.round_trips += 1;
             let mut pkt = std::mem::take(&mut self.pkt);
             let got = self.rsp.recv_into(&mut pkt);
-            let regs = got.and_then(|()| {
-                parse_g_hex(&pkt).ok_or_else(|| self.rsp.protocol(b"g", &pkt))
-            });
+            let regs =
+                got.and_then(|()| parse_g_hex(&pkt).ok_or_else(|| self.rsp.protocol(b"g", &pkt)));
             self.pkt = pkt;
             let regs = regs?;
             let time = SystemTime::now();
-            let site = if signal == 5 {
+            let thread = thread.unwrap_or(1);
+            self.g_thread = thread;
+            let classified = if signal == 5 {
                 self.classify(regs.rip, watch)
             } else {
                 None
             };
+            let mut site = classified.map(|c| c.0);
+            if signal != 5 {
+                self.why[0] += 1;
+            } else if site.is_none() {
+                if watch.is_some_and(|a| self.plan.sites.iter().any(|s| s.addr == a)) {
+                    // A watched address reported with the vCPU already elsewhere: the hit
+                    // was held back (QEMU 7.2 SMP) and surfaced at a later access; its
+                    // registers are gone, so it is counted as lost, not delivered.
+                    self.stats.late_stops += 1;
+                } else {
+                    self.why[1] += 1;
+                }
+            }
+            if let Some((i, exact)) = classified {
+                if self.armed.get(i).is_some_and(|a| a.resume == Resume::Watch) {
+                    let dup = self.recovered.remove(&vcpu) == Some(regs);
+                    if exact && !dup {
+                        self.hit_rips.insert(regs.rip);
+                    } else if !exact {
+                        self.stats.late_stops += 1;
+                    }
+                    // A late report away from any watched access, or QEMU's own report of
+                    // a hit already recovered at an earlier stop: no event.
+                    let stray =
+                        !exact && !self.hit_rips.is_empty() && !self.hit_rips.contains(&regs.rip);
+                    if dup || stray {
+                        self.why[if dup { 2 } else { 3 }] += 1;
+                        site = None;
+                    } else if self.vcpus > 1 {
+                        self.sweep_others(thread)?;
+                    }
+                }
+            }
             let Some(site) = site else {
                 self.stats.spurious_stops += 1;
                 self.last = None;
@@ -618,27 +847,7 @@ impl Driver for QemuDriver {
                     rip: regs.rip,
                 });
             };
-            self.stats.trap_stops += 1;
-            let s = &self.plan.sites[site];
-            let resume = self.armed.get(site).map_or(Resume::Step, |a| a.resume);
-            let strategy = match resume {
-                Resume::Watch => {
-                    self.stats.watchpoint_stops += 1;
-                    Strategy::Watchpoint
-                }
-                Resume::EmulateSwapgs => Strategy::BreakpointEmulated,
-                Resume::Step => Strategy::BreakpointStep,
-            };
-            self.last = Some(LastStop { site, regs });
-            return Ok(DriverEvent::Trap(Box::new(NitroEvent {
-                vcpu,
-                direction: s.direction,
-                kind: s.syscall_kind,
-                regs,
-                time,
-                site,
-                strategy,
-            })));
+            return Ok(self.trap_event(thread, site, regs, time));
         }
     }
 
@@ -653,6 +862,19 @@ impl Driver for QemuDriver {
         }
         let last = self.last.take();
         let mut writes = std::mem::take(&mut self.writes);
+        if let Some(l) = last.filter(|l| l.thread != self.g_thread && !writes.is_empty()) {
+            // Register writes for a recovered hit: address its vCPU.
+            self.rsp
+                .request_ok(format!("Hg{:x}", l.thread).as_bytes())?;
+            self.g_thread = l.thread;
+        }
+        if !self.queued.is_empty() {
+            // More events of this stop to deliver: apply writes, do not run yet.
+            for (reg, v) in writes {
+                self.rsp.request_ok(&p_packet(reg, v))?;
+            }
+            return Ok(());
+        }
         let resume = last.and_then(|l| self.armed.get(l.site).map(|a| (l, a.resume)));
         if let Some((l, Resume::EmulateSwapgs)) = resume {
             // SWAPGS exchanges IA32_GS_BASE and IA32_KERNEL_GS_BASE (Intel SDM 2B); RIP
@@ -675,6 +897,16 @@ impl Driver for QemuDriver {
             packets.clear();
             self.step_over_site(l.site)?;
         }
+        if !self.pipelined {
+            for p in &packets {
+                self.rsp.request_ok(p)?;
+            }
+            self.rsp.flush_ack()?;
+            self.rsp.send(b"c")?;
+            self.rsp.round_trips += 1;
+            self.running = true;
+            return Ok(());
+        }
         packets.push(b"c".to_vec());
         let refs: Vec<&[u8]> = packets.iter().map(Vec::as_slice).collect();
         self.rsp.write_packets(&refs)?;
@@ -690,6 +922,7 @@ impl Driver for QemuDriver {
         if self.running {
             self.interrupt()?;
         }
+        self.queued.clear();
         self.disarm()?;
         // "D" detaches; QEMU removes its breakpoints, resumes the guest and drops all
         // debugger state (GDB manual, "Packets": D).

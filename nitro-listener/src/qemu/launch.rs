@@ -160,6 +160,19 @@ impl QemuCommand {
     /// Starts QEMU.
     pub fn spawn(&self) -> Result<QemuProcess> {
         let mut cmd = Command::new(&self.binary);
+        // QEMU dies with the tracer: a SIGKILLed nitro must not leave an orphan guest (and its
+        // RAM file) behind.
+        // SAFETY: the closure runs in the child between fork and exec and only makes one
+        // async-signal-safe system call.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         cmd.args(self.args())
             .stdin(Stdio::null())
             .stdout(Stdio::null());

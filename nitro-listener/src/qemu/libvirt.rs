@@ -81,8 +81,7 @@ pub fn lookup_domain(uri: Option<&str>, name: &str) -> Result<DomainTarget> {
         why,
     };
     let conn = Connect::open(uri).map_err(|e| lv(format!("cannot connect: {e}")))?;
-    let dom =
-        Domain::lookup_by_name(&conn, name).map_err(|e| lv(format!("domain {name}: {e}")))?;
+    let dom = Domain::lookup_by_name(&conn, name).map_err(|e| lv(format!("domain {name}: {e}")))?;
     if !dom.is_active().unwrap_or(false) {
         return Err(lv(format!("domain {name} is not running")));
     }

@@ -7,12 +7,19 @@
 //! so nothing needs stepping over. Execution breakpoints on `swapgs` (how Linux's
 //! `entry_SYSCALL_64` starts without IBT) are resumed by emulating it in the tracer (swap
 //! GS base and kernel GS base, RIP += 3: no step, no remove); other execution breakpoints by
-//! single-step. [`attach`] finds the memory of a QEMU that nitro did not start.
+//! single-step. [`attach`] finds the memory of a QEMU that nitro did not start; [`libvirt`]
+//! finds a libvirt domain's gdbstub and QEMU process.
+//!
+//! Per stop the driver costs one packet round trip (`+$g` out, registers back; `c` and any
+//! `P` writes go out together without waiting). Under SMP it names the reported vCPU
+//! explicitly (`Hg` with the `g`) and sweeps the other vCPUs in one more pipelined round trip
+//! for hits QEMU 7.2 held back (see [`crate::DriverStats`]: `recovered_stops`,
+//! `late_stops`).
 
 pub mod attach;
 mod driver;
-pub mod libvirt;
 pub mod launch;
+pub mod libvirt;
 mod regs;
 pub mod rsp;
 

@@ -175,10 +175,23 @@ impl RspClient {
         Self::frame(&mut out, data);
         let r = (|| {
             for attempt in 0..3 {
-                let bytes = if attempt == 0 { &out[..] } else { &out[start..] };
+                let bytes = if attempt == 0 {
+                    &out[..]
+                } else {
+                    &out[start..]
+                };
                 self.writer.write_all(bytes).map_err(|e| self.io(e))?;
                 self.packets_sent += 1;
-                match self.read_byte()? {
+                let mut b = self.read_byte()?;
+                while b == b'$' {
+                    // A packet the stub sent on its own before seeing this request (the stop
+                    // reply QEMU sends when a debugger connects to a running guest):
+                    // acknowledge and drop it, then wait for the acknowledgement.
+                    self.skip_packet_body()?;
+                    self.send_raw(b"+")?;
+                    b = self.read_byte()?;
+                }
+                match b {
                     b'+' => return Ok(()),
                     b'-' => continue,
                     other => {
@@ -198,6 +211,23 @@ impl RspClient {
         })();
         self.out = out;
         r
+    }
+
+    /// Reads the rest of a packet whose `$` was read: payload, `#` and checksum.
+    fn skip_packet_body(&mut self) -> Result<()> {
+        let mut n = 0usize;
+        while self.read_byte()? != b'#' {
+            n += 1;
+            if n > 1 << 20 {
+                return Err(ListenerError::Protocol {
+                    endpoint: self.endpoint.clone(),
+                    request: String::new(),
+                    reply: "packet longer than 1 MiB".into(),
+                });
+            }
+        }
+        let mut cs = [0u8; 2];
+        self.reader.read_exact(&mut cs).map_err(|e| self.io(e))
     }
 
     fn read_byte(&mut self) -> Result<u8> {
@@ -429,29 +459,40 @@ mod tests {
         let stub = std::thread::spawn(move || {
             let (mut s, _) = l.accept().unwrap();
             s.write_all(script).unwrap();
-            s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(300)))
+                .unwrap();
             let mut got = Vec::new();
             let _ = s.read_to_end(&mut got);
             got
         });
-        (RspClient::connect(&addr, Duration::from_secs(5)).unwrap(), stub)
+        (
+            RspClient::connect(&addr, Duration::from_secs(5)).unwrap(),
+            stub,
+        )
     }
 
     #[test]
     fn deferred_ack_rides_with_the_next_request() {
         // "0* " is RLE for "0000" (' ' = 32: 3 more); its checksum covers the raw bytes.
         let raw = b"0* ";
-        let pkt = format!("+$0* #{:02x}$T05thread:02;#{:02x}", checksum(raw), checksum(b"T05thread:02;"));
+        let pkt = format!(
+            "+$0* #{:02x}$T05thread:02;#{:02x}",
+            checksum(raw),
+            checksum(b"T05thread:02;")
+        );
         let (mut c, stub) = loopback(Box::leak(pkt.into_bytes().into_boxed_slice()));
         let mut buf = Vec::new();
         c.recv_into(&mut buf).unwrap();
         assert_eq!(buf, b"0000");
         c.write_packets(&[b"g", b"c"]).unwrap();
         c.recv_into(&mut buf).unwrap();
-        assert_eq!(parse_stop(&buf).and_then(|s| match s {
-            StopReply::Stopped { thread, .. } => thread,
-            _ => None,
-        }), Some(2));
+        assert_eq!(
+            parse_stop(&buf).and_then(|s| match s {
+                StopReply::Stopped { thread, .. } => thread,
+                _ => None,
+            }),
+            Some(2)
+        );
         c.flush_ack().unwrap();
         drop(c);
         assert_eq!(stub.join().unwrap(), b"+$g#67$c#63+");

@@ -47,7 +47,7 @@ pub struct AttachArgs {
     #[arg(long, value_name = "URI", requires = "domain")]
     connect: Option<String>,
     /// The guest's kernel image (bzImage or vmlinux): its symbols and structure layouts.
-    /// Required until nitro finds them in guest memory.
+    /// Optional: without it they are read from the running kernel in guest memory.
     #[arg(long, value_name = "PATH")]
     kernel: Option<PathBuf>,
     /// vCPUs of the guest (default: asked from the gdbstub).
@@ -131,7 +131,11 @@ pub fn run(a: AttachArgs) -> CliResult {
             memory_file: a.memory_file.clone(),
             qemu_pid: a.qemu_pid,
         },
-        (None, None) => return Err(usage("say where the guest is: --gdb HOST:PORT or --domain NAME")),
+        (None, None) => {
+            return Err(usage(
+                "say where the guest is: --gdb HOST:PORT or --domain NAME",
+            ))
+        }
     };
     if target.memory_file.is_none() && target.qemu_pid.is_none() {
         return Err(usage(
@@ -139,12 +143,6 @@ pub fn run(a: AttachArgs) -> CliResult {
              --qemu-pid PID",
         ));
     }
-    let Some(kernel) = &a.kernel else {
-        return Err(usage(
-            "--kernel PATH is required: reading the kernel's symbols and layouts from guest \
-             memory alone is not supported yet",
-        ));
-    };
     a.filters.parse().map_err(fail)?;
     a.out.mode().map_err(fail)?;
     if let Some(d) = a.duration {
@@ -152,23 +150,27 @@ pub fn run(a: AttachArgs) -> CliResult {
             return Err(usage(format!("--duration {d}: expected seconds > 0")));
         }
     }
-    let mut backend = LinuxBackend::from_kernel_file(kernel)
-        .map_err(|e| usage(format!("{}: {e}", kernel.display())))?;
-    backend.decode.string_limit = a.out.string_limit;
-    backend.decode.verbose = a.out.verbose;
+    let from_file = match &a.kernel {
+        Some(kernel) => Some(
+            LinuxBackend::from_kernel_file(kernel)
+                .map_err(|e| usage(format!("{}: {e}", kernel.display())))?,
+        ),
+        None => None,
+    };
 
     // Connecting stops the guest until the first resume.
     let mut driver = QemuDriver::connect(&target.gdb, None, a.cpus).map_err(fail)?;
-    let memory: Result<Arc<dyn PhysMemory>, NitroError> = match (&target.memory_file, target.qemu_pid) {
-        (Some(p), _) => attach::open_memory_file(p)
-            .map(|m| Arc::new(m) as Arc<dyn PhysMemory>)
-            .map_err(Into::into),
-        (None, Some(pid)) => attach::ram_size(&mut driver)
-            .and_then(|size| attach::open_proc_memory(pid, size))
-            .map(|m| Arc::new(m) as Arc<dyn PhysMemory>)
-            .map_err(Into::into),
-        (None, None) => Err(NitroError::Usage("no guest RAM given".into())),
-    };
+    let memory: Result<Arc<dyn PhysMemory>, NitroError> =
+        match (&target.memory_file, target.qemu_pid) {
+            (Some(p), _) => attach::open_memory_file(p)
+                .map(|m| Arc::new(m) as Arc<dyn PhysMemory>)
+                .map_err(Into::into),
+            (None, Some(pid)) => attach::ram_size(&mut driver)
+                .and_then(|size| attach::open_proc_memory(pid, size))
+                .map(|m| Arc::new(m) as Arc<dyn PhysMemory>)
+                .map_err(Into::into),
+            (None, None) => Err(NitroError::Usage("no guest RAM given".into())),
+        };
     let memory = match memory {
         Ok(m) => m,
         Err(e) => {
@@ -176,6 +178,29 @@ pub fn run(a: AttachArgs) -> CliResult {
             return Err(fail(e));
         }
     };
+    // Without a kernel file, symbols and layouts come from the guest's memory (kallsyms and
+    // BTF of the running kernel).
+    let mut backend = match from_file {
+        Some(b) => b,
+        None => {
+            let found = driver
+                .interrupt()
+                .map_err(NitroError::from)
+                .and_then(|regs| {
+                    LinuxBackend::from_guest(memory.as_ref(), &regs)
+                        .map_err(|e| NitroError::Usage(format!("guest kernel: {e}")))
+                });
+            match found {
+                Ok(b) => b,
+                Err(e) => {
+                    let _ = driver.detach();
+                    return Err(fail(e));
+                }
+            }
+        }
+    };
+    backend.decode.string_limit = a.out.string_limit;
+    backend.decode.verbose = a.out.verbose;
     driver.set_memory(memory);
     let flag = Arc::new(AtomicBool::new(false));
     driver.set_detach_flag(flag.clone());

@@ -50,7 +50,9 @@ pub fn run(a: SyscallsArgs) -> CliResult {
     let rows = match a.os {
         Os::Windows => {
             let build = a.build.ok_or_else(|| {
-                fail(NitroError::Usage("--os windows needs --build NUMBER".into()))
+                fail(NitroError::Usage(
+                    "--os windows needs --build NUMBER".into(),
+                ))
             })?;
             let t = nitro_backend_windows::syscall_table(build).ok_or_else(|| {
                 let known: Vec<String> = nitro_backend_windows::supported_builds()
@@ -62,7 +64,9 @@ pub fn run(a: SyscallsArgs) -> CliResult {
                     known.join(", ")
                 )))
             })?;
-            t.iter().map(|&(n, name)| (u64::from(n), name.to_string())).collect()
+            t.iter()
+                .map(|&(n, name)| (u64::from(n), name.to_string()))
+                .collect()
         }
         Os::Linux => {
             let kernel = match (&a.kernel, &a.guest) {
@@ -116,12 +120,18 @@ fn from_kernel(path: &std::path::Path, abi: Abi) -> Result<Vec<(u64, String)>, N
         Abi::X86_64 => "sys_call_table",
         Abi::I386 => "ia32_sys_call_table",
     };
-    let table_addr = syms.lookup(name).ok_or_else(|| err(format!("no {name} in kallsyms")))?;
+    let table_addr = syms
+        .lookup(name)
+        .ok_or_else(|| err(format!("no {name} in kallsyms")))?;
     let mut rows = Vec::new();
     for nr in 0..1024u64 {
-        let Some(slot) = elf.read_at_vaddr(table_addr + nr * 8, 8) else { break };
+        let Some(slot) = elf.read_at_vaddr(table_addr + nr * 8, 8) else {
+            break;
+        };
         let ptr = u64::from_le_bytes(slot.try_into().unwrap_or([0; 8]));
-        let Some((sym, 0)) = syms.symbolize(ptr) else { break };
+        let Some((sym, 0)) = syms.symbolize(ptr) else {
+            break;
+        };
         let short = table::strip_symbol_prefix(sym);
         if short.is_empty() || short.ends_with("ni_syscall") {
             continue;
@@ -132,7 +142,10 @@ fn from_kernel(path: &std::path::Path, abi: Abi) -> Result<Vec<(u64, String)>, N
             Abi::I386 => table::i386(nr),
         };
         let abi_name = abi_name.map(|i| i.name).filter(|n| !n.is_empty());
-        rows.push((nr, abi_name.map_or_else(|| short.to_string(), str::to_string)));
+        rows.push((
+            nr,
+            abi_name.map_or_else(|| short.to_string(), str::to_string),
+        ));
     }
     if rows.is_empty() {
         return Err(err(format!("{name} could not be read from the file")));

@@ -53,6 +53,9 @@ pub struct TraceArgs {
     /// Write the guest command's output to FILE instead of stderr.
     #[arg(long)]
     guest_output: Option<PathBuf>,
+    /// Stop the guest if COMMAND has not finished after SECS seconds of tracing (status 124).
+    #[arg(long, value_name = "SECS")]
+    timeout: Option<f64>,
     /// The command to run in the guest.
     #[arg(last = true, required = true)]
     command: Vec<String>,
@@ -60,6 +63,13 @@ pub struct TraceArgs {
 
 /// `nitro trace`.
 pub fn run(a: TraceArgs) -> CliResult {
+    if let Some(t) = a.timeout {
+        if !(t > 0.0 && t < 1e9) {
+            return Err(fail(NitroError::Usage(format!(
+                "--timeout {t}: expected seconds > 0"
+            ))));
+        }
+    }
     let kernel = match (&a.guest, &a.kernel) {
         (Some(g), _) => guest::guest_kernel(g).map_err(fail)?,
         (None, Some(k)) => k.clone(),
@@ -142,8 +152,20 @@ pub fn run(a: TraceArgs) -> CliResult {
     nitro.arm().map_err(fail)?;
     nitro.resume().map_err(fail)?;
     run.go().map_err(fail)?;
+    if let Some(t) = a.timeout {
+        run.set_time_limit(Duration::from_secs_f64(t));
+    }
     nitro.run().map_err(fail)?;
     run.finish(Duration::from_secs(10));
+    if run.exit_status.is_none() && run.time_limit_hit() {
+        return Err((
+            NitroError::Guest(format!(
+                "COMMAND did not finish within the {} s time limit: the guest was stopped",
+                a.timeout.unwrap_or_default()
+            )),
+            124,
+        ));
+    }
     match run.exit_status {
         Some(s) => Ok(s),
         None => Err(fail(NitroError::Guest(format!(
