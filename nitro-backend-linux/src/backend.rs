@@ -257,25 +257,7 @@ impl LinuxBackend {
             Some(info) => syscalls::decode_enter(info, &raw, space, &self.decode),
             None => raw_args(&raw),
         };
-        let call = Syscall {
-            vcpu: ev.vcpu,
-            direction: Direction::Enter,
-            kind: ev.kind,
-            cr3: r.cr3,
-            rax: r.rax,
-            nr,
-            name,
-            process,
-            args,
-            raw_args: raw,
-            ret: None,
-            enter_time: ev.time,
-            exit_time: None,
-            strategy: ev.strategy,
-            unfinished: false,
-            note: None,
-            task_key: key,
-        };
+        let call = Syscall::entered(ev, nr, name, process, args, raw, key);
         self.pt_regs.insert(key, (pt_regs, r.rcx));
         if let (None, Some(t), Some(off)) = (self.stack_delta, task, self.offsets.task_stack) {
             if let Ok(stack) = space.read_u64(VirtAddr(t.wrapping_add(off))) {

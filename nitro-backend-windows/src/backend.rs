@@ -234,25 +234,7 @@ impl WindowsBackend {
         for (d, s) in raw6.iter_mut().zip(&raw) {
             *d = *s;
         }
-        let call = Syscall {
-            vcpu: ev.vcpu,
-            direction: Direction::Enter,
-            kind: ev.kind,
-            cr3: r.cr3,
-            rax: r.rax,
-            nr,
-            name,
-            process: to_process(&proc_info),
-            args,
-            raw_args: raw6,
-            ret: None,
-            enter_time: ev.time,
-            exit_time: None,
-            strategy: ev.strategy,
-            unfinished: false,
-            note: None,
-            task_key: key,
-        };
+        let call = Syscall::entered(ev, nr, name, to_process(&proc_info), args, raw6, key);
         self.stats.enters += 1;
         let self_terminate = matches!(
             call.name.as_str(),

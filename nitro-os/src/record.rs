@@ -2,7 +2,7 @@
 
 use std::time::SystemTime;
 
-use nitro_listener::{Direction, Strategy, SyscallKind};
+use nitro_listener::{Direction, NitroEvent, Strategy, SyscallKind};
 use serde::Serialize;
 
 use crate::{Arg, ReturnValue};
@@ -65,4 +65,38 @@ pub struct Syscall {
     pub note: Option<String>,
     /// Key that pairs entry and exit (per task).
     pub task_key: u64,
+}
+
+impl Syscall {
+    /// The record of a call at its entry stop `ev`: direction `Enter`, no return value yet,
+    /// vCPU, gate, CR3, RAX, time and trap strategy taken from the event.
+    pub fn entered(
+        ev: &NitroEvent,
+        nr: u64,
+        name: String,
+        process: Process,
+        args: Vec<Arg>,
+        raw_args: [u64; 6],
+        task_key: u64,
+    ) -> Self {
+        Syscall {
+            vcpu: ev.vcpu,
+            direction: Direction::Enter,
+            kind: ev.kind,
+            cr3: ev.regs.cr3,
+            rax: ev.regs.rax,
+            nr,
+            name,
+            process,
+            args,
+            raw_args,
+            ret: None,
+            enter_time: ev.time,
+            exit_time: None,
+            strategy: ev.strategy,
+            unfinished: false,
+            note: None,
+            task_key,
+        }
+    }
 }

@@ -94,37 +94,21 @@ impl OsBackend for CountingBackend {
             Direction::Enter => {
                 self.calls += 1;
                 let raw = [r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9];
-                let call = Syscall {
-                    vcpu: ev.vcpu,
-                    direction: Direction::Enter,
-                    kind: ev.kind,
-                    cr3: r.cr3,
-                    rax: r.rax,
-                    nr: r.rax,
-                    name: name_of(r.rax),
-                    process: Process {
-                        pid: key,
-                        tid: key,
-                        name: format!("as-{key:x}"),
-                        ..Default::default()
-                    },
-                    args: raw
-                        .iter()
-                        .zip(ARG_NAMES)
-                        .map(|(&v, name)| Arg {
-                            name,
-                            value: ArgValue::Ptr(v),
-                        })
-                        .collect(),
-                    raw_args: raw,
-                    ret: None,
-                    enter_time: ev.time,
-                    exit_time: None,
-                    strategy: ev.strategy,
-                    unfinished: false,
-                    note: None,
-                    task_key: key,
+                let process = Process {
+                    pid: key,
+                    tid: key,
+                    name: format!("as-{key:x}"),
+                    ..Default::default()
                 };
+                let args = raw
+                    .iter()
+                    .zip(ARG_NAMES)
+                    .map(|(&v, name)| Arg {
+                        name,
+                        value: ArgValue::Ptr(v),
+                    })
+                    .collect();
+                let call = Syscall::entered(ev, r.rax, name_of(r.rax), process, args, raw, key);
                 self.pending.insert(key, call.clone());
                 Ok(Some(call))
             }

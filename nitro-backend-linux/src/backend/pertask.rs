@@ -226,25 +226,9 @@ impl LinuxBackend {
             Some(info) => syscalls::decode_enter(info, &raw, space, &opts),
             None => raw_args(&raw),
         };
-        let call = Syscall {
-            vcpu: ev.vcpu,
-            direction: Direction::Enter,
-            kind: ev.kind,
-            cr3: r.cr3,
-            rax: nr,
-            nr,
-            name,
-            process,
-            args,
-            raw_args: raw,
-            ret: None,
-            enter_time: ev.time,
-            exit_time: None,
-            strategy: ev.strategy,
-            unfinished: false,
-            note: None,
-            task_key: t,
-        };
+        // RAX holds the number read from pt_regs (compat entries stop later than RAX is live).
+        let mut call = Syscall::entered(ev, nr, name, process, args, raw, t);
+        call.rax = nr;
         // The user return address, to tell a signal handler's redirection at the exit.
         let ip = field(o.pt_regs_ip);
         self.pt_regs.insert(t, (pt_regs, ip));
