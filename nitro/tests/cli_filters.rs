@@ -4,44 +4,15 @@
 //! They need QEMU and the guests provisioned by `scripts/provision.sh`; when those are
 //! missing each test says why and returns.
 
-use std::{path::PathBuf, process::Command};
+mod common;
 
+use common::{records, run, Run};
 use serde_json::Value;
 
 const GUEST: &str = "debian-6.1";
 
-fn cache() -> PathBuf {
-    std::env::var_os("NITRO_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap_or("/root".into())).join(".cache/nitro")
-        })
-}
-
 fn guest_available() -> bool {
-    let kernel = cache().join("guests").join(GUEST).join("vmlinuz");
-    if !kernel.exists() {
-        eprintln!(
-            "SKIP: {} missing: run scripts/provision.sh",
-            kernel.display()
-        );
-        return false;
-    }
-    if Command::new("qemu-system-x86_64")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("SKIP: qemu-system-x86_64 not installed: run scripts/provision.sh");
-        return false;
-    }
-    true
-}
-
-struct Run {
-    status: i32,
-    stdout: String,
-    stderr: String,
+    common::guest_available(GUEST)
 }
 
 fn trace(args: &[&str], command: &[&str]) -> Run {
@@ -49,25 +20,11 @@ fn trace(args: &[&str], command: &[&str]) -> Run {
 }
 
 fn trace_on(guest: &str, args: &[&str], command: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_nitro"))
-        .args(["trace", "--guest", guest])
-        .args(args)
-        .arg("--")
-        .args(command)
-        .output()
-        .expect("nitro binary runs");
-    Run {
-        status: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-fn records(stdout: &str) -> Vec<Value> {
-    stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad jsonl line {l:?}: {e}")))
-        .collect()
+    let mut all = vec!["trace", "--guest", guest];
+    all.extend_from_slice(args);
+    all.push("--");
+    all.extend_from_slice(command);
+    run(&all)
 }
 
 fn by<'a>(recs: &'a [Value], comm: &str, name: &str) -> Vec<&'a Value> {
@@ -139,7 +96,7 @@ fn inject_when_second_call_only() {
 
 #[test]
 fn inject_on_debian_6_12() {
-    if !guest_available() || !cache().join("guests/debian-6.12/vmlinuz").exists() {
+    if !common::guest_available("debian-6.12") {
         return;
     }
     let r = trace_on(

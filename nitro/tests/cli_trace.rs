@@ -3,64 +3,9 @@
 //! They need QEMU and the guests provisioned by `scripts/provision.sh`; when those are
 //! missing each test says why and returns (CI runs provisioning first, so there they run).
 
-use std::{path::PathBuf, process::Command};
+mod common;
 
-use serde_json::Value;
-
-fn nitro() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_nitro"))
-}
-
-fn cache() -> PathBuf {
-    std::env::var_os("NITRO_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap_or("/root".into())).join(".cache/nitro")
-        })
-}
-
-/// True when the guest can run here; otherwise prints why not.
-fn guest_available(guest: &str) -> bool {
-    let kernel = cache().join("guests").join(guest).join("vmlinuz");
-    if !kernel.exists() {
-        eprintln!(
-            "SKIP: {} missing: run scripts/provision.sh",
-            kernel.display()
-        );
-        return false;
-    }
-    if Command::new("qemu-system-x86_64")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("SKIP: qemu-system-x86_64 not installed: run scripts/provision.sh");
-        return false;
-    }
-    true
-}
-
-struct Run {
-    status: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn run(args: &[&str]) -> Run {
-    let out = nitro().args(args).output().expect("nitro binary runs");
-    Run {
-        status: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-fn records(stdout: &str) -> Vec<Value> {
-    stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad jsonl line {l:?}: {e}")))
-        .collect()
-}
+use common::{guest_available, nitro, records, run};
 
 fn cat_proc_version(guest: &str) {
     if !guest_available(guest) {
