@@ -141,6 +141,14 @@ impl LinuxBackend {
         Ok(backend)
     }
 
+    /// Takes structure layouts from a Volatility 3 ISF profile instead of BTF (an optional
+    /// input, e.g. for a kernel built without BTF); symbols stay the kernel's own kallsyms.
+    pub fn with_isf(mut self, path: &Path) -> Result<Self, LinuxError> {
+        let isf = crate::isf::IsfProfile::from_file(path)?;
+        self.offsets = Offsets::from_kernel(&isf, &self.syms)?;
+        Ok(self)
+    }
+
     /// From already parsed symbols and BTF.
     pub fn new(syms: Kallsyms, btf: &Btf) -> Result<Self, LinuxError> {
         let offsets = Offsets::from_kernel(btf, &syms)?;

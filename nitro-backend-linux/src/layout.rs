@@ -1,5 +1,6 @@
 //! What the backend must know about one kernel build: symbol addresses and struct offsets,
-//! all taken from the kernel itself (kallsyms and BTF), never from a per-kernel profile.
+//! taken from the kernel itself (kallsyms and BTF); a Volatility 3 ISF profile may stand in
+//! for BTF ([`TypeInfo`]), never required.
 
 use crate::{
     kernel::{btf::Btf, kallsyms::Kallsyms},
@@ -75,14 +76,45 @@ pub struct Offsets {
     pub sigframe_ax: u64,
 }
 
-fn need(btf: &Btf, s: &str, path: &str) -> Result<u64, LinuxError> {
+/// A source of structure layouts: the kernel's BTF, or a Volatility 3 ISF profile.
+pub trait TypeInfo {
+    /// Where the layouts come from ("BTF", "ISF profile").
+    fn source(&self) -> &'static str;
+    /// Byte offset of `path` (`pid`, `x86_tss.sp0`) in struct `name`, looking through anonymous
+    /// members.
+    fn member_offset(&self, name: &str, path: &str) -> Result<u64, String>;
+    /// Size of struct `name`.
+    fn struct_size(&self, name: &str) -> Option<u64>;
+    /// Per-CPU offset of a per-CPU variable, when the source records those.
+    fn percpu_var(&self, _name: &str) -> Option<u64> {
+        None
+    }
+}
+
+impl TypeInfo for Btf {
+    fn source(&self) -> &'static str {
+        "BTF"
+    }
+    fn member_offset(&self, name: &str, path: &str) -> Result<u64, String> {
+        Btf::member_offset(self, name, path).map_err(|e| e.to_string())
+    }
+    fn struct_size(&self, name: &str) -> Option<u64> {
+        Btf::struct_size(self, name)
+    }
+    fn percpu_var(&self, name: &str) -> Option<u64> {
+        self.datasec_var_offset(".data..percpu", name)
+    }
+}
+
+fn need(btf: &dyn TypeInfo, s: &str, path: &str) -> Result<u64, LinuxError> {
     btf.member_offset(s, path)
-        .map_err(|e| LinuxError::Layout(format!("BTF has no {s}.{path}: {e}")))
+        .map_err(|e| LinuxError::Layout(format!("{} has no {s}.{path}: {e}", btf.source())))
 }
 
 impl Offsets {
-    /// Reads every offset from the kernel's BTF and per-CPU symbols from kallsyms.
-    pub fn from_kernel(btf: &Btf, syms: &Kallsyms) -> Result<Self, LinuxError> {
+    /// Reads every offset from the layouts (the kernel's BTF, or an ISF profile) and per-CPU
+    /// symbols from kallsyms.
+    pub fn from_kernel(btf: &dyn TypeInfo, syms: &Kallsyms) -> Result<Self, LinuxError> {
         let percpu_current_task = match syms.lookup("current_task") {
             Some(off) => off,
             None => {
@@ -109,9 +141,9 @@ impl Offsets {
             file_vfsmount: f_path.and_then(|p| opt("path", "mnt").map(|d| p + d)),
             dentry_parent: opt("dentry", "d_parent"),
             dentry_name: opt("dentry", "d_name").and_then(|n| opt("qstr", "name").map(|q| n + q)),
-            pt_regs_size: btf
-                .struct_size("pt_regs")
-                .ok_or_else(|| LinuxError::Layout("BTF has no struct pt_regs".into()))?,
+            pt_regs_size: btf.struct_size("pt_regs").ok_or_else(|| {
+                LinuxError::Layout(format!("{} has no struct pt_regs", btf.source()))
+            })?,
             pt_regs_sp: need(btf, "pt_regs", "sp")?,
             pt_regs_di: need(btf, "pt_regs", "di")?,
             pt_regs_orig_ax: need(btf, "pt_regs", "orig_ax")?,
@@ -123,7 +155,7 @@ impl Offsets {
                 .symbol("kstack_offset")
                 .filter(|s| s.is_percpu)
                 .map(|s| s.addr)
-                .or_else(|| btf.datasec_var_offset(".data..percpu", "kstack_offset")),
+                .or_else(|| btf.percpu_var("kstack_offset")),
             pt_regs_ax: need(btf, "pt_regs", "ax")?,
             pt_regs_ip: need(btf, "pt_regs", "ip")?,
             pt_regs_bx: need(btf, "pt_regs", "bx")?,

@@ -9,6 +9,7 @@
 mod backend;
 mod discover;
 mod error;
+pub mod isf;
 pub mod layout;
 mod modify;
 pub mod sites;

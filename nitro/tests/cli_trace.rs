@@ -221,3 +221,31 @@ fn a_command_that_hangs_is_stopped_by_the_timeout() {
         .iter()
         .any(|v| v["name"] == "execve" && v["process"]["name"] == "sleep"));
 }
+
+#[test]
+fn a_broken_isf_profile_is_a_clear_error() {
+    if !guest_available("debian-6.1") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("nitro-isf-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let isf = dir.join("profile.json");
+    std::fs::write(
+        &isf,
+        br#"{"user_types": {"task_struct": {"size": 8, "fields": {}}}}"#,
+    )
+    .unwrap();
+    let r = run(&[
+        "trace",
+        "--guest",
+        "debian-6.1",
+        "--isf",
+        isf.to_str().unwrap(),
+        "--",
+        "/bin/true",
+    ]);
+    assert_ne!(r.status, 0);
+    assert!(r.stderr.contains("ISF profile has no "), "{}", r.stderr);
+    assert_eq!(r.stderr.trim().lines().count(), 1, "one line: {}", r.stderr);
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -46,6 +46,13 @@ pub struct TraceArgs {
     /// Boot with kernel address-space layout randomization.
     #[arg(long)]
     kaslr: bool,
+    /// Optional: a System.map of the guest kernel, checked against and filling in kallsyms.
+    #[arg(long, value_name = "PATH")]
+    system_map: Option<PathBuf>,
+    /// Optional: a Volatility 3 ISF profile (JSON) giving the structure layouts instead of the
+    /// kernel's BTF.
+    #[arg(long, value_name = "PATH")]
+    isf: Option<PathBuf>,
     #[command(flatten)]
     filters: FilterArgs,
     #[command(flatten)]
@@ -102,6 +109,16 @@ pub fn run(a: TraceArgs) -> CliResult {
     // fails at once.
     let mut backend = LinuxBackend::from_kernel_file(&kernel)
         .map_err(|e| fail(NitroError::Usage(format!("{}: {e}", kernel.display()))))?;
+    if let Some(p) = &a.system_map {
+        backend = backend
+            .with_system_map(p)
+            .map_err(|e| fail(NitroError::Usage(format!("{}: {e}", p.display()))))?;
+    }
+    if let Some(p) = &a.isf {
+        backend = backend
+            .with_isf(p)
+            .map_err(|e| fail(NitroError::Usage(format!("{}: {e}", p.display()))))?;
+    }
     backend.decode.string_limit = a.out.string_limit;
     backend.decode.verbose = a.out.verbose;
 
