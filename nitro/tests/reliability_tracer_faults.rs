@@ -102,12 +102,9 @@ fn sigkill_then_reattach_then_ctrl_c_and_the_guest_finishes() {
 }
 
 /// The stronger requirement: the guest keeps running right after nitro is killed.
-/// QEMU 7.2's gdbstub keeps the watchpoints when the debugger's connection drops, so the
-/// guest stops (waiting for a debugger) at the next system call. Needs a fix in the driver
-/// (e.g. a helper process that outlives nitro, holds the gdbstub socket and removes the
-/// watchpoints and detaches when nitro dies).
+/// QEMU 7.2's gdbstub keeps the watchpoints when the debugger's connection drops; nitro's
+/// guardian process (nitro_listener::qemu::guard) detaches in its place.
 #[test]
-#[ignore = "QEMU 7.2 keeps the watchpoints after nitro dies: the guest freezes until the next attach"]
 fn guest_keeps_running_right_after_sigkill() {
     kill_reattach_interrupt(true);
 }

@@ -150,6 +150,11 @@ fn is_timeout(e: &ListenerError) -> bool {
 }
 
 impl QemuDriver {
+    /// The gdbstub connection's socket (for a [`super::guard::Guardian`]).
+    pub fn socket_fd(&self) -> std::os::fd::RawFd {
+        self.rsp.socket_fd()
+    }
+
     /// Connects to a gdbstub at `endpoint` (`host:port`). The guest is stopped on return.
     /// `memory` is the guest's physical memory (e.g. the shared memory-backend file);
     /// `vcpus` = 0 asks the stub how many vCPUs the guest has.

@@ -18,6 +18,7 @@
 
 pub mod attach;
 mod driver;
+pub mod guard;
 pub mod launch;
 pub mod libvirt;
 mod regs;

@@ -80,6 +80,12 @@ impl RspClient {
         })
     }
 
+    /// The connection's socket (for a [`super::guard::Guardian`] to hold).
+    pub fn socket_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.writer.as_raw_fd()
+    }
+
     /// The endpoint this client talks to.
     pub fn endpoint(&self) -> &str {
         &self.endpoint

@@ -18,7 +18,7 @@ use clap::Args;
 use nitro::{Nitro, NitroError};
 use nitro_backend_linux::LinuxBackend;
 use nitro_listener::{
-    qemu::{attach, QemuDriver},
+    qemu::{attach, guard::Guardian, QemuDriver},
     Driver,
 };
 use nitro_mem::PhysMemory;
@@ -202,6 +202,18 @@ pub fn run(a: AttachArgs) -> CliResult {
     backend.decode.string_limit = a.out.string_limit;
     backend.decode.verbose = a.out.verbose;
     driver.set_memory(memory);
+    // If nitro dies without detaching (SIGKILL), a guardian process detaches for it, so the
+    // guest does not stay stopped at its next trap.
+    let guardian = std::env::current_exe()
+        .map_err(|e| e.to_string())
+        .and_then(|exe| Guardian::spawn(&driver, &exe, &["__guard"]).map_err(|e| e.to_string()));
+    let guardian = match guardian {
+        Ok(g) => Some(g),
+        Err(e) => {
+            eprintln!("nitro: warning: no guardian process ({e}): if nitro is killed, the guest stays stopped until a debugger attaches");
+            None
+        }
+    };
     let flag = Arc::new(AtomicBool::new(false));
     driver.set_detach_flag(flag.clone());
     install_signal_handlers();
@@ -227,6 +239,11 @@ pub fn run(a: AttachArgs) -> CliResult {
         st.late_stops,
         st.round_trips_per_stop()
     );
+    if detached.is_ok() {
+        if let Some(g) = guardian {
+            g.release();
+        }
+    }
     traced.map_err(fail)?;
     detached.map_err(|e| fail(NitroError::from(e)))?;
     Ok(0)

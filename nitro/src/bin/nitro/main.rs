@@ -29,6 +29,12 @@ enum Command {
     Attach(attach::AttachArgs),
     /// Print a system-call table, one `NUMBER NAME` a line.
     Syscalls(syscalls::SyscallsArgs),
+    /// Internal: the guardian that `nitro attach` starts (detaches if nitro dies).
+    #[command(name = "__guard", hide = true)]
+    Guard {
+        /// The gdbstub socket descriptor inherited from nitro.
+        fd: i32,
+    },
 }
 
 /// A command's outcome: the exit status to return, or an error and its status.
@@ -45,6 +51,7 @@ fn main() -> ExitCode {
         Command::Trace(a) => trace::run(a),
         Command::Attach(a) => attach::run(a),
         Command::Syscalls(a) => syscalls::run(a),
+        Command::Guard { fd } => Ok(nitro_listener::qemu::guard::run_guardian(fd)),
     };
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
