@@ -16,6 +16,7 @@
 //! `NITRO_BENCH_GUEST` (default debian-6.1). Skips, saying why, when QEMU or the guest is
 //! missing. `cargo bench -p nitro-benches --bench qemu_trace`.
 
+use nitro_benches::median;
 use std::{
     path::Path,
     time::{Duration, Instant},
@@ -117,18 +118,8 @@ fn self_cpu_secs() -> f64 {
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
-}
-
 fn main() {
-    // `cargo bench` passes `--bench`; a filter argument that does not match skips the run.
-    let filter = std::env::args()
-        .skip(1)
-        .find(|a| !a.starts_with('-'))
-        .unwrap_or_default();
-    if !filter.is_empty() && !"qemu_trace".contains(&filter) {
+    if !nitro_benches::selected("qemu_trace") {
         return;
     }
     let guest_name = std::env::var("NITRO_BENCH_GUEST").unwrap_or_else(|_| "debian-6.1".into());

@@ -21,6 +21,7 @@
 //! Environment: `NITRO_BENCH_COUNT` (dd blocks, default 5000), `NITRO_BENCH_RUNS` (rounds,
 //! default 3; medians printed). `cargo bench -p nitro-benches --bench vs_strace`.
 
+use nitro_benches::median;
 use std::{
     path::{Path, PathBuf},
     time::{Duration, Instant},
@@ -135,17 +136,8 @@ fn round_trip_us(kernel: &Path, initrd: &Path, n: u32) -> Result<(f64, f64), Str
     Ok((qc, q))
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
-}
-
 fn main() {
-    let filter = std::env::args()
-        .skip(1)
-        .find(|a| !a.starts_with('-'))
-        .unwrap_or_default();
-    if !filter.is_empty() && !"vs_strace".contains(&filter) {
+    if !nitro_benches::selected("vs_strace") {
         return;
     }
     let kernel = match guest::guest_kernel("debian-6.1") {

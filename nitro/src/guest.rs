@@ -457,6 +457,17 @@ impl GuestRun {
         }
     }
 
+    /// Waits until the command reports its exit status (or the control channel closes), up to
+    /// `timeout` per message; returns the status, `None` if the guest ended without one.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<Option<i32>, NitroError> {
+        while self.exit_status.is_none() {
+            if self.wait_control(timeout)? == ControlMessage::Closed {
+                break;
+            }
+        }
+        Ok(self.exit_status)
+    }
+
     /// Collects control messages that arrived without waiting (e.g. the exit status).
     pub fn poll_control(&mut self) {
         while let Ok(m) = self.control.try_recv() {

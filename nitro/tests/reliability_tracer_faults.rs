@@ -170,23 +170,10 @@ fn kill_reattach_interrupt(require_running_after_kill: bool) {
     }
 
     // The guest finishes its workload with nothing lost.
-    let mut end = run.exit_status.map(ControlMessage::Exit);
-    while end.is_none() {
-        match run
-            .wait_control(Duration::from_secs(120))
-            .expect("guest runs on")
-        {
-            m @ ControlMessage::Exit(_) => end = Some(m),
-            ControlMessage::Closed => break,
-            _ => {}
-        }
-    }
-    assert_eq!(
-        end,
-        Some(ControlMessage::Exit(0)),
-        "console: {}",
-        run.console()
-    );
+    let status = run
+        .wait_exit(Duration::from_secs(120))
+        .expect("guest runs on");
+    assert_eq!(status, Some(0), "console: {}", run.console());
     run.finish(Duration::from_secs(20));
     let text = String::from_utf8_lossy(&output.0.lock().expect("lock")).into_owned();
     assert_eq!(text.matches("Linux version").count(), ITERATIONS);

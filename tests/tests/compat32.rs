@@ -99,16 +99,7 @@ fn i386_busybox_6_12_kaslr() {
 /// With the 32-bit vDSO off (`vdso32=0`), i386 glibc falls back to `int $0x80`: the calls
 /// come through the int 0x80 emulation path instead of the fast path.
 fn int80(guest: &str) {
-    use std::{
-        sync::{Arc, Mutex},
-        time::Duration,
-    };
-
-    use nitro::{
-        guest::{default_initrd, ControlMessage, GuestRun, GuestSpec},
-        sink::CallbackSink,
-        Nitro,
-    };
+    use nitro::guest::{default_initrd, ControlMessage, GuestRun, GuestSpec};
     use nitro_backend_linux::LinuxBackend;
     use nitro_listener::{qemu::QemuDriver, Driver, SyscallKind};
     use nitro_os::{ArgValue, Syscall};
@@ -136,19 +127,8 @@ fn int80(guest: &str) {
         ControlMessage::Ready
     );
     let backend = LinuxBackend::from_kernel_file(&kernel).expect("kernel file");
-    let calls: Arc<Mutex<Vec<Syscall>>> = Arc::default();
-    let sink_calls = calls.clone();
-    let mut nitro = Nitro::new(Box::new(driver), Box::new(backend));
-    nitro.add_sink(Box::new(CallbackSink(move |r: &nitro::Record| {
-        sink_calls.lock().expect("lock").push(r.call.clone())
-    })));
-    nitro.arm().expect("arm");
-    nitro.resume().expect("resume");
-    run.go().expect("go");
-    nitro.run().expect("trace");
-    run.finish(Duration::from_secs(10));
-    assert_eq!(run.exit_status, Some(0));
-    let calls = calls.lock().expect("lock");
+    let (calls, status) = trace_after_go(&mut run, driver, backend);
+    assert_eq!(status, Some(0));
     let compat: Vec<&Syscall> = calls.iter().filter(|c| c.process.compat).collect();
     assert!(compat.len() > 10, "few compat calls: {}", compat.len());
     assert!(

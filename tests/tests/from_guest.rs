@@ -4,20 +4,11 @@
 
 mod common;
 
-use std::{
-    sync::{Arc, Mutex},
-    time::Duration,
-};
-
 use common::*;
-use nitro::{
-    guest::{default_initrd, ControlMessage, GuestRun, GuestSpec},
-    sink::CallbackSink,
-    Nitro,
-};
+use nitro::guest::{default_initrd, ControlMessage, GuestRun, GuestSpec};
 use nitro_backend_linux::LinuxBackend;
 use nitro_listener::{qemu::QemuDriver, Driver};
-use nitro_os::{ArgValue, Syscall};
+use nitro_os::ArgValue;
 
 fn check(guest: &str, kaslr: bool) {
     if !guest_available(guest) {
@@ -62,19 +53,8 @@ fn check(guest: &str, kaslr: bool) {
     }
 
     // And it traces.
-    let calls: Arc<Mutex<Vec<Syscall>>> = Arc::default();
-    let sink_calls = calls.clone();
-    let mut nitro = Nitro::new(Box::new(driver), Box::new(found));
-    nitro.add_sink(Box::new(CallbackSink(move |r: &nitro::Record| {
-        sink_calls.lock().expect("lock").push(r.call.clone())
-    })));
-    nitro.arm().expect("arm");
-    nitro.resume().expect("resume");
-    run.go().expect("go");
-    nitro.run().expect("trace");
-    run.finish(Duration::from_secs(10));
-    assert_eq!(run.exit_status, Some(0));
-    let calls = calls.lock().expect("lock");
+    let (calls, status) = trace_after_go(&mut run, driver, found);
+    assert_eq!(status, Some(0));
     let open = calls
         .iter()
         .find(|c| {

@@ -148,3 +148,26 @@ pub fn ret(rec: &Value) -> Option<i64> {
         _ => None,
     }
 }
+
+/// Traces a guest whose init is waiting for GO with `driver` and `backend` until it powers
+/// off; returns every completed call and the command's exit status.
+pub fn trace_after_go(
+    run: &mut nitro::guest::GuestRun,
+    driver: nitro_listener::qemu::QemuDriver,
+    backend: nitro_backend_linux::LinuxBackend,
+) -> (Vec<nitro_os::Syscall>, Option<i32>) {
+    use std::sync::{Arc, Mutex};
+    let calls: Arc<Mutex<Vec<nitro_os::Syscall>>> = Arc::default();
+    let sink_calls = calls.clone();
+    let mut nitro = nitro::Nitro::new(Box::new(driver), Box::new(backend));
+    nitro.add_sink(Box::new(nitro::sink::CallbackSink(
+        move |r: &nitro::Record| sink_calls.lock().expect("lock").push(r.call.clone()),
+    )));
+    nitro.arm().expect("arm");
+    nitro.resume().expect("resume");
+    run.go().expect("go");
+    nitro.run().expect("trace");
+    run.finish(std::time::Duration::from_secs(10));
+    let calls = calls.lock().expect("lock").clone();
+    (calls, run.exit_status)
+}
