@@ -25,9 +25,9 @@ use std::{
 use nitro::{
     guest::{self, ControlMessage, GuestRun, GuestSpec},
     sink::TextSink,
-    Nitro,
+    Nitro, SyscallSet,
 };
-use nitro_backend_linux::LinuxBackend;
+use nitro_backend_linux::{LinuxBackend, TrapMode};
 use nitro_listener::{qemu::QemuDriver, DriverStats};
 
 fn env_num(name: &str, default: u64) -> u64 {
@@ -53,6 +53,11 @@ enum Mode {
     Traced,
     /// Every packet acknowledged and awaited on its own (`g` and `c` two round trips).
     TracedClassic,
+    /// Only the named calls traced (`-e trace=...`), trapped as `traps` says.
+    Filtered {
+        names: &'static str,
+        traps: TrapMode,
+    },
 }
 
 fn one_run(kernel: &Path, count: u64, cpus: u32, mode: Mode) -> Result<Sample, String> {
@@ -72,7 +77,13 @@ fn one_run(kernel: &Path, count: u64, cpus: u32, mode: Mode) -> Result<Sample, S
     driver.set_pipelined(mode != Mode::TracedClassic);
     let mut backend = LinuxBackend::from_kernel_file(kernel).map_err(|e| e.to_string())?;
     backend.decode.string_limit = 32;
+    if let Mode::Filtered { traps, .. } = mode {
+        backend.set_trap_mode(traps);
+    }
     let mut nitro = Nitro::new(Box::new(driver), Box::new(backend));
+    if let Mode::Filtered { names, .. } = mode {
+        nitro.trace(SyscallSet::parse(names).map_err(|e| e.to_string())?);
+    }
     nitro.add_sink(Box::new(TextSink::new(std::io::sink())));
     nitro.resume().map_err(|e| e.to_string())?;
     match run
@@ -104,6 +115,44 @@ fn one_run(kernel: &Path, count: u64, cpus: u32, mode: Mode) -> Result<Sample, S
         stops: st.stops,
         driver: nitro.driver_mut().driver_stats(),
     })
+}
+
+/// The trap planner: a filtered trace with the traced calls' handlers trapped versus the
+/// common entry trapped and the rest filtered in the tracer, for a rare call (`openat`: the
+/// dd loop makes a handful) and for the loop's own calls (`read`), and `auto`, which starts
+/// with handlers and falls back to the entry when the traced calls are frequent
+/// (`NITRO_BENCH_ALL` adds forced handler traps on `read`, minutes long).
+fn filtered(run: &dyn Fn(Mode, &str) -> Sample, untraced: f64) {
+    for names in ["openat", "read"] {
+        let mut line = format!("filtered -e trace={names}:");
+        for (what, traps) in [
+            ("entry", TrapMode::Entry),
+            ("handlers", TrapMode::Handlers),
+            ("auto", TrapMode::Auto),
+        ] {
+            // Forced handler traps on the loop's own call take minutes (a breakpoint stop
+            // per call): only on demand.
+            if names == "read"
+                && traps == TrapMode::Handlers
+                && std::env::var_os("NITRO_BENCH_ALL").is_none()
+            {
+                continue;
+            }
+            let t = run(Mode::Filtered { names, traps }, what);
+            let d = t.driver;
+            line += &format!(
+                " {what}: {:.2} s ({:.1}x untraced {untraced:.2} s), {} records, {} stops, \
+                 {:.2} round trips/stop, {} trap changes;",
+                t.secs,
+                t.secs / untraced.max(1e-9),
+                t.records,
+                t.stops,
+                d.round_trips_per_stop(),
+                d.trap_changes
+            );
+        }
+        println!("{line}");
+    }
 }
 
 /// User + system CPU seconds of this process (getrusage(2)).
@@ -211,6 +260,9 @@ fn main() {
         rtps.push(rtp);
         base.push(u.secs);
         traced_t.push(t.secs);
+    }
+    if std::env::var_os("NITRO_BENCH_NO_FILTERED").is_none() {
+        filtered(&run_or_exit, median(base.clone()));
     }
     if classic {
         println!(

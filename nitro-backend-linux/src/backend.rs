@@ -12,8 +12,11 @@ use nitro_listener::{
 use nitro_mem::{AddressSpace, PagingMode, PhysAddr, PhysMemory, VirtAddr, VirtRead};
 use nitro_os::{Arg, ArgValue, OsBackend, OsError, ReturnValue, Syscall, TraceScope};
 
+mod handlers;
 mod pertask;
 
+use handlers::HandlerPlan;
+pub use handlers::{TrapMode, MAX_HANDLER_SITES};
 use pertask::info_of;
 
 use crate::{
@@ -42,6 +45,9 @@ pub struct BackendStats {
     pub unmatched_exits: u64,
     /// Entries whose task entered again before its exit was seen (a lost stop).
     pub lost_exits: u64,
+    /// Times handler traps were given up for the common entry because the traced calls
+    /// were too frequent for breakpoints (see [`TrapMode::Auto`]).
+    pub handler_fallbacks: u64,
 }
 
 /// The Linux backend. Everything comes from the kernel image itself: kallsyms for symbols,
@@ -59,7 +65,7 @@ pub struct LinuxBackend {
     pending: HashMap<u64, Syscall>,
     /// pt_regs address and user return address (RCX at `syscall`) of each task seen
     /// entering.
-    pt_regs: HashMap<u64, (u64, u64)>,
+    pub(crate) pt_regs: HashMap<u64, (u64, u64)>,
     orphans: Vec<Syscall>,
     /// Decoding options (string limit...).
     pub decode: DecodeOptions,
@@ -84,6 +90,25 @@ pub struct LinuxBackend {
     switch_sites: Option<std::ops::Range<usize>>,
     /// `__switch_to` as the guest sees it.
     switch_to: Option<Range<u64>>,
+    /// How calls are trapped.
+    trap_mode: TrapMode,
+    /// The guest's `sys_call_table` entries (0 where `sys_ni_syscall` or unknown).
+    handlers: Vec<u64>,
+    /// The handler traps, when the last plan trapped handlers instead of the common entry.
+    handler_plan: Option<HandlerPlan>,
+    /// Calls in progress under handler traps: task -> (its `pt_regs`, 32-bit).
+    ax_watch: std::collections::BTreeMap<u64, (u64, bool)>,
+    /// The task of each exit watchpoint of the last plan, in plan order.
+    ax_sites: Vec<u64>,
+    /// The common-entry plan kept while handlers are trapped, to fall back to.
+    entry_fallback: Option<(TrapPlan, Option<PerTask>)>,
+    /// Breakpoint stops cost far more than watchpoint stops (no hardware breakpoint
+    /// limit: QEMU TCG, which flushes translated code at breakpoint stops).
+    breakpoints_costly: bool,
+    /// The last stop was a handler trap or a handler-traced call's exit watchpoint.
+    pub(crate) handler_stop: bool,
+    /// Handler entries in the current one-second window, and the window's start.
+    handler_window: (u32, Option<std::time::SystemTime>),
 }
 
 /// Where the per-task traps are, from the code of the running kernel.
@@ -175,7 +200,27 @@ impl LinuxBackend {
             stack_delta: None,
             switch_sites: None,
             switch_to: None,
+            trap_mode: TrapMode::default(),
+            handlers: Vec::new(),
+            handler_plan: None,
+            ax_watch: std::collections::BTreeMap::new(),
+            ax_sites: Vec::new(),
+            entry_fallback: None,
+            breakpoints_costly: false,
+            handler_window: (0, None),
+            handler_stop: false,
         })
+    }
+
+    /// Chooses how calls are trapped (see [`TrapMode`]); takes effect at the next plan.
+    pub fn set_trap_mode(&mut self, mode: TrapMode) {
+        self.trap_mode = mode;
+    }
+
+    /// True when the last plan trapped the traced calls' handlers rather than the common
+    /// entry.
+    pub fn traps_handlers(&self) -> bool {
+        self.handler_plan.is_some()
     }
 
     /// Counters.
@@ -219,6 +264,7 @@ impl LinuxBackend {
         };
         let table = self.slid(table);
         let mut names = Vec::new();
+        let mut handlers = Vec::new();
         for nr in 0..MAX_TABLE as u64 {
             let Ok(ptr) = space.read_u64(VirtAddr(table + nr * 8)) else {
                 break;
@@ -232,12 +278,12 @@ impl LinuxBackend {
                 .strip_prefix("__x64_sys_")
                 .or_else(|| name.strip_prefix("__x64_compat_sys_"))
                 .or_else(|| name.strip_prefix("sys_"));
-            names.push(match short {
-                Some("ni_syscall") | None => None,
-                Some(s) => Some(s.to_string()),
-            });
+            let known = !matches!(short, Some("ni_syscall") | None);
+            handlers.push(if known { ptr } else { 0 });
+            names.push(short.filter(|_| known).map(str::to_string));
         }
         self.names = names;
+        self.handlers = handlers;
     }
 
     fn space<'m>(&self, mem: &'m dyn PhysMemory, regs: &Regs) -> AddressSpace<&'m dyn PhysMemory> {
@@ -562,7 +608,7 @@ impl OsBackend for LinuxBackend {
         mem: &dyn PhysMemory,
         regs: &Regs,
         caps: &Capabilities,
-        _scope: &TraceScope,
+        scope: &TraceScope,
     ) -> nitro_os::Result<TrapPlan> {
         // Under page-table isolation a vCPU stopped in user mode runs on the user half of the
         // PGD pair (kernel PGD + 4 KiB), which maps little of the kernel: try both.
@@ -586,7 +632,22 @@ impl OsBackend for LinuxBackend {
         self.cpu_bases = bases.clone();
         self.switch_to = layout::symbol_range(&self.syms, "__switch_to")
             .map(|(a, b)| self.slid(a)..self.slid(b));
-
+        self.handler_plan = None;
+        self.entry_fallback = None;
+        self.ax_watch.clear();
+        self.breakpoints_costly = caps.hw_breakpoints.is_none();
+        let handlers = match self.plan_handlers(scope, caps.hw_breakpoints) {
+            Ok(h) => h,
+            Err(why) if self.trap_mode == TrapMode::Handlers => {
+                return Err(OsError::Other(format!("cannot trap handlers: {why}")))
+            }
+            Err(why) => {
+                if std::env::var_os("NITRO_DEBUG").is_some() {
+                    eprintln!("nitro: debug: trapping the common entry: {why}");
+                }
+                None
+            }
+        };
         let entry = self.symbols.entry_syscall_64;
         let exit = self.exit_trap(&space);
         if std::env::var_os("NITRO_DEBUG").is_some() {
@@ -643,6 +704,12 @@ impl OsBackend for LinuxBackend {
         plan.sites.sort_by_key(|s| s.direction == Direction::Exit);
         self.base_plan = plan;
         self.plan_dirty = false;
+        if let Some((sites, hp)) = handlers {
+            let entry = std::mem::replace(&mut self.base_plan, TrapPlan { sites });
+            self.entry_fallback = Some((entry, self.per_task.take()));
+            self.handler_plan = Some(hp);
+            self.handler_window = (0, None);
+        }
         Ok(self.full_plan())
     }
 
@@ -660,6 +727,18 @@ impl OsBackend for LinuxBackend {
         mem: &dyn PhysMemory,
     ) -> nitro_os::Result<Option<Syscall>> {
         let space = self.space(mem, &ev.regs);
+        self.handler_stop = self.handler_plan.is_some();
+        if let Some(hp) = self.handler_plan.clone() {
+            return Ok(match ev.direction {
+                Direction::Enter if ev.site < hp.sites => self.on_handler_enter(ev, &space),
+                Direction::Enter => None,
+                Direction::Exit => {
+                    let call = self.on_exit(ev, &space);
+                    self.handler_exit_done(ev.site, &hp);
+                    call
+                }
+            });
+        }
         Ok(match ev.direction {
             _ if self
                 .switch_sites
@@ -673,6 +752,15 @@ impl OsBackend for LinuxBackend {
             Direction::Enter => self.on_enter(ev, &space),
             Direction::Exit => self.on_exit(ev, &space),
         })
+    }
+
+    fn entry_nr(&self, event: &NitroEvent) -> Option<u64> {
+        match event.direction {
+            // A handler trap is itself the filter; the number is in memory (orig_ax).
+            Direction::Enter if self.handler_plan.is_some() => None,
+            Direction::Enter if !event.kind.is_compat() => Some(event.regs.rax),
+            _ => None,
+        }
     }
 
     fn take_orphans(&mut self) -> Vec<Syscall> {

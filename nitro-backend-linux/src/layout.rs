@@ -64,6 +64,13 @@ pub struct Offsets {
     pub pt_regs_si: u64,
     /// `pt_regs.bp`.
     pub pt_regs_bp: u64,
+    /// `pt_regs.r10`, `r8`, `r9`: with `di`, `si`, `dx`, the x86-64 argument registers
+    /// (a handler reads its arguments from there: arch/x86/include/asm/syscall_wrapper.h).
+    pub pt_regs_r10: u64,
+    /// `pt_regs.r8`.
+    pub pt_regs_r8: u64,
+    /// `pt_regs.r9`.
+    pub pt_regs_r9: u64,
     /// `pt_regs.cs`: the user code segment (0x23 = `__USER32_CS` for a 32-bit process,
     /// arch/x86/include/asm/segment.h).
     pub pt_regs_cs: u64,
@@ -163,6 +170,9 @@ impl Offsets {
             pt_regs_dx: need(btf, "pt_regs", "dx")?,
             pt_regs_si: need(btf, "pt_regs", "si")?,
             pt_regs_bp: need(btf, "pt_regs", "bp")?,
+            pt_regs_r10: need(btf, "pt_regs", "r10")?,
+            pt_regs_r8: need(btf, "pt_regs", "r8")?,
+            pt_regs_r9: need(btf, "pt_regs", "r9")?,
             pt_regs_cs: need(btf, "pt_regs", "cs")?,
             task_kstack_offset: opt("task_struct", "kstack_offset"),
             task_stack: opt("task_struct", "stack"),

@@ -16,7 +16,7 @@ pub mod sites;
 pub mod sysmap;
 pub mod task;
 
-pub use backend::{BackendStats, LinuxBackend};
+pub use backend::{BackendStats, LinuxBackend, TrapMode, MAX_HANDLER_SITES};
 pub use discover::find_btf;
 pub use error::LinuxError;
 pub mod kernel;

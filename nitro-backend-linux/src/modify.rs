@@ -19,6 +19,23 @@ use crate::{layout::symbol_range, syscalls, LinuxBackend};
 /// Argument registers of the 64-bit syscall ABI, in argument order.
 const ARG_REGS: [Reg; 6] = [Reg::Rdi, Reg::Rsi, Reg::Rdx, Reg::R10, Reg::R8, Reg::R9];
 
+/// ENOSYS (include/uapi/asm-generic/errno.h).
+const ENOSYS: u64 = 38;
+
+/// The kernel's view of memory at a stop in kernel mode: CR3 as it is when it maps the
+/// kernel stack, else its kernel half under page-table isolation (CR3 bit 12 clear).
+fn kernel_space<'m>(
+    mem: &'m dyn PhysMemory,
+    r: &nitro_listener::Regs,
+) -> AddressSpace<&'m dyn PhysMemory> {
+    let mode = PagingMode::from_cr4(r.cr4);
+    let space = AddressSpace::with_mode(mem, PhysAddr(r.cr3), mode);
+    if space.read_u64(VirtAddr(r.rsp)).is_ok() {
+        return space;
+    }
+    AddressSpace::with_mode(mem, PhysAddr(r.cr3 & !0x1000), mode)
+}
+
 fn other(msg: String) -> OsError {
     OsError::Other(msg)
 }
@@ -41,6 +58,9 @@ impl LinuxBackend {
                 "changing {:?} calls is not supported",
                 ev.kind
             )));
+        }
+        if self.handler_stop {
+            return self.modify_at_handler(ev, call, change, mem);
         }
         match ev.direction {
             Direction::Enter => {
@@ -67,19 +87,85 @@ impl LinuxBackend {
                 }
             }
             Direction::Exit => {
-                if change.skip || !change.args.is_empty() {
+                exit_change_allowed(change)?;
+                if let Some(ret) = change.ret {
+                    let known = self.pt_regs.get(&call.task_key).map(|p| p.0);
+                    self.write_return(ev, change, known, ret, mem, &mut regs)?;
+                    set_return(call, ret);
+                }
+            }
+        }
+        Ok(regs)
+    }
+
+    /// Changes under handler traps. At the handler's first instruction the arguments are in
+    /// the caller's `pt_regs` (RDI), which the handler reads: they are written there.
+    /// Skipping emulates the handler returning `-ENOSYS` at once (RAX, then `ret`: RIP from
+    /// the stack, RSP + 8); the dispatcher stores that into `pt_regs->ax` and the exit stop
+    /// follows, where the return value is written into `pt_regs->ax`.
+    fn modify_at_handler(
+        &mut self,
+        ev: &NitroEvent,
+        call: &mut Syscall,
+        change: &CallChange,
+        mem: &dyn PhysMemory,
+    ) -> nitro_os::Result<RegChanges> {
+        let mut regs = RegChanges::default();
+        let r = &ev.regs;
+        let space = kernel_space(mem, r);
+        let off = *self.offsets();
+        let write = |at: u64, v: u64| -> nitro_os::Result<()> {
+            space
+                .write_virt(VirtAddr(at), &v.to_le_bytes())
+                .map_err(OsError::Memory)
+        };
+        match ev.direction {
+            Direction::Enter => {
+                if change.ret.is_some() {
                     return Err(other(
-                        "arguments and skipping can only be changed at the entry stop".into(),
+                        "a return value can only be set at the exit stop".into(),
                     ));
                 }
+                let slots = [
+                    off.pt_regs_di,
+                    off.pt_regs_si,
+                    off.pt_regs_dx,
+                    off.pt_regs_r10,
+                    off.pt_regs_r8,
+                    off.pt_regs_r9,
+                ];
+                for &(i, v) in &change.args {
+                    let slot = slots.get(i).ok_or_else(|| {
+                        other(format!(
+                            "{}: argument {i} does not exist (x86-64 Linux passes at most six)",
+                            call.name
+                        ))
+                    })?;
+                    write(r.rdi.wrapping_add(*slot), v)?;
+                    if let Some(raw) = call.raw_args.get_mut(i) {
+                        *raw = v;
+                    }
+                }
+                if change.skip {
+                    let ret_addr = space.read_u64(VirtAddr(r.rsp)).map_err(OsError::Memory)?;
+                    regs.writes.push((Reg::Rax, ENOSYS.wrapping_neg()));
+                    regs.writes.push((Reg::Rip, ret_addr));
+                    regs.writes.push((Reg::Rsp, r.rsp.wrapping_add(8)));
+                }
+            }
+            Direction::Exit => {
+                exit_change_allowed(change)?;
                 if let Some(ret) = change.ret {
-                    self.write_return(ev, change, ret, mem, &mut regs)?;
-                    let info = syscalls::table::info_for_name(&call.name)
-                        .or_else(|| syscalls::table::x86_64(call.nr));
-                    call.ret = Some(match info {
-                        Some(info) => syscalls::format_return(info, ret),
-                        None => nitro_os::ReturnValue::plain(ret),
-                    });
+                    let pt_regs = self
+                        .pt_regs
+                        .get(&call.task_key)
+                        .map(|p| p.0)
+                        .or(change.entry_regs.as_ref().map(|e| e.rdi))
+                        .ok_or_else(|| {
+                            other("the call's saved registers are unknown: cannot change its return value".into())
+                        })?;
+                    write(pt_regs.wrapping_add(off.pt_regs_ax), ret as u64)?;
+                    set_return(call, ret);
                 }
             }
         }
@@ -90,6 +176,7 @@ impl LinuxBackend {
         &self,
         ev: &NitroEvent,
         change: &CallChange,
+        known: Option<u64>,
         ret: i64,
         mem: &dyn PhysMemory,
         regs: &mut RegChanges,
@@ -110,6 +197,7 @@ impl LinuxBackend {
         // pt_regs: from the entry stop (RSP = &pt_regs->sp there), else at a stop after the
         // pops RDI still points at pt_regs->di (entry_64.S: `movq %rsp, %rdi`).
         let pt_regs = match (&change.entry_regs, popped) {
+            _ if known.is_some() => known.unwrap_or_default(),
             (Some(e), _) => e.rsp.wrapping_sub(off.pt_regs_sp),
             (None, true) => r.rdi.wrapping_sub(off.pt_regs_di),
             (None, false) => {
@@ -135,6 +223,26 @@ impl LinuxBackend {
         }
         Ok(())
     }
+}
+
+/// At the exit stop only the return value can change.
+fn exit_change_allowed(change: &CallChange) -> nitro_os::Result<()> {
+    if change.skip || !change.args.is_empty() {
+        return Err(other(
+            "arguments and skipping can only be changed at the entry stop".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The record's return value after a hook changed it, formatted as the call's prototype says.
+fn set_return(call: &mut Syscall, ret: i64) {
+    let info =
+        syscalls::table::info_for_name(&call.name).or_else(|| syscalls::table::x86_64(call.nr));
+    call.ret = Some(match info {
+        Some(info) => syscalls::format_return(info, ret),
+        None => nitro_os::ReturnValue::plain(ret),
+    });
 }
 
 #[cfg(test)]

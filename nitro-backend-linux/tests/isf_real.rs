@@ -42,6 +42,9 @@ const WANTED: &[(&str, &str)] = &[
     ("pt_regs", "dx"),
     ("pt_regs", "si"),
     ("pt_regs", "bp"),
+    ("pt_regs", "r10"),
+    ("pt_regs", "r8"),
+    ("pt_regs", "r9"),
     ("pt_regs", "cs"),
 ];
 

@@ -4,7 +4,8 @@
 //!
 //! Expected values were read from the same files with `pahole -C <struct> vmlinux`
 //! (dwarves 1.24) and `bpftool btf dump file vmlinux` (Debian 12), for
-//! linux-image-6.1.0-56-cloud-amd64 (6.1.192-2) and linux-image-6.12.117+deb12-cloud-amd64.
+//! linux-image-6.1.0-56-cloud-amd64 (6.1.192-2) and linux-image-6.12.117+deb12-cloud-amd64;
+//! offsets and sizes held for 6.1.0-57 and 6.12.118 too.
 
 use std::{path::PathBuf, sync::OnceLock, time::Instant};
 
@@ -19,6 +20,8 @@ struct Expect {
     entry_bytes: &'static [u8],
     /// The per-CPU symbol holding the current task pointer.
     current: &'static str,
+    /// BTF type count of the build the offsets were read from; stable updates of the same
+    /// series add or drop a few dozen types, so the test allows 1% either way.
     btf_types: usize,
     /// (struct, member path, byte offset) from pahole.
     offsets: &'static [(&'static str, &'static str, u64)],
@@ -204,9 +207,16 @@ fn check_kallsyms(e: &Expect) {
         assert!(s.addr >= prev || s.is_percpu, "{s:x?}");
         prev = prev.max(s.addr);
     }
+    // Static functions may share a name (lookup gives the first), so the round trip asks
+    // for some symbol of that name at that offset.
     for s in ks.symbols().filter(|s| s.kind == 'T').step_by(97) {
         let (name, off) = ks.symbolize(s.addr + 1).expect("symbolize");
-        assert_eq!(ks.lookup(name).map(|a| a + off), Some(s.addr + 1));
+        assert!(
+            ks.symbols()
+                .any(|t| t.name == name && t.addr + off == s.addr + 1),
+            "{name}+{off:#x} is not {:#x}",
+            s.addr + 1
+        );
     }
 
     // A raw memory image (what a live guest gives): the .rodata bytes at their address.
@@ -226,7 +236,14 @@ fn check_btf(e: &Expect) {
     let t = Instant::now();
     let btf = Btf::from_vmlinux(elf).expect("btf");
     println!("{}: BTF {:?}, {} types", e.dir, t.elapsed(), btf.len());
-    assert_eq!(btf.len(), e.btf_types);
+    let tolerance = e.btf_types / 100;
+    assert!(
+        btf.len().abs_diff(e.btf_types) <= tolerance,
+        "{}: {} BTF types, expected {} +- {tolerance}",
+        e.dir,
+        btf.len(),
+        e.btf_types
+    );
     for &(st, path, off) in COMMON_OFFSETS.iter().chain(e.offsets) {
         assert_eq!(
             btf.member_offset(st, path).ok(),

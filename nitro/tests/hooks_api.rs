@@ -2,10 +2,11 @@
 //! changing an argument register, changing a return value, attaching data; the guest sees
 //! each change. Needs QEMU and the provisioned guest (else each test says why and returns).
 
+mod common;
+
 use std::{
     io::Write,
     path::PathBuf,
-    process::Command,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -18,20 +19,7 @@ use nitro_backend_linux::LinuxBackend;
 use nitro_listener::qemu::QemuDriver;
 
 fn kernel() -> Option<PathBuf> {
-    let k = guest::guest_kernel("debian-6.1").ok()?;
-    if !k.exists() {
-        eprintln!("SKIP: {} missing: run scripts/provision.sh", k.display());
-        return None;
-    }
-    if Command::new("qemu-system-x86_64")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("SKIP: qemu-system-x86_64 not installed");
-        return None;
-    }
-    Some(k)
+    common::guest_kernel("debian-6.1")
 }
 
 /// Guest output collected in memory.

@@ -27,6 +27,9 @@ impl LinuxBackend {
     /// The per-CPU sites plus one exit watchpoint per watched task, and one compat-entry
     /// watchpoint per task running 32-bit code.
     pub(super) fn full_plan(&mut self) -> TrapPlan {
+        if let Some(hp) = self.handler_plan.clone() {
+            return self.handler_full_plan(&hp);
+        }
         let mut plan = self.base_plan.clone();
         self.switch_sites = None;
         let Some(pt) = &self.per_task else {
@@ -92,7 +95,8 @@ impl LinuxBackend {
         self.pt_regs.remove(&task);
         let a = self.watched.remove(&task);
         let b = self.compat_tasks.remove(&task);
-        self.plan_dirty |= a || b;
+        let c = self.ax_watch.remove(&task).is_some();
+        self.plan_dirty |= a || b || c;
     }
 
     /// A context switch while 32-bit tasks run: a task not seen before whose saved user

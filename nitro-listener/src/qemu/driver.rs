@@ -33,6 +33,45 @@ pub type Stats = DriverStats;
 /// `swapgs` (Intel SDM 2B, SWAPGS: 0F 01 F8).
 const SWAPGS: [u8; 3] = [0x0f, 0x01, 0xf8];
 
+/// Longest no-op form recognised (an `nopw %cs:0x0(%rax,%rax,1)` with prefixes).
+const MAX_NOP: usize = 11;
+
+/// Length of the instruction at the start of `code` if it does nothing but advance RIP:
+/// `nop` (90), `xchg %ax,%ax` (66 90), `pause` (F3 90), `endbr64`/`endbr32` (F3 0F 1E FA/FB),
+/// and the multi-byte `nop r/m` (0F 1F /0) with operand-size and segment prefixes, whose
+/// length follows from its ModRM, SIB and displacement (Intel SDM 2A 2.1, 2B "NOP").
+/// Linux starts functions with `endbr64` (IBT) and a 5-byte `nop` (ftrace's patched-out
+/// call to `__fentry__`).
+pub(crate) fn no_op_len(code: &[u8]) -> Option<u8> {
+    match code {
+        [0x90, ..] => return Some(1),
+        [0x66 | 0xf3, 0x90, ..] => return Some(2),
+        [0xf3, 0x0f, 0x1e, 0xfa | 0xfb, ..] => return Some(4),
+        _ => {}
+    }
+    let prefixes = code.iter().take_while(|&&b| b == 0x66 || b == 0x2e).count();
+    let rest = code.get(prefixes..)?;
+    let [0x0f, 0x1f, modrm, tail @ ..] = rest else {
+        return None;
+    };
+    let modrm = *modrm;
+    if (modrm >> 3) & 7 != 0 {
+        return None;
+    }
+    let (md, rm) = (modrm >> 6, modrm & 7);
+    let sib = rm == 4 && md != 3;
+    let disp = match (md, rm) {
+        (0, 5) => 4,
+        // SIB with base 101b and mod 00: a 32-bit displacement, no base.
+        (0, 4) if tail.first()? & 7 == 5 => 4,
+        (1, _) => 1,
+        (2, _) => 4,
+        _ => 0,
+    };
+    let len = prefixes + 3 + usize::from(sib) + disp;
+    (len <= code.len()).then_some(len as u8)
+}
+
 /// How an armed site is resumed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Resume {
@@ -40,6 +79,12 @@ enum Resume {
     Watch,
     /// Breakpoint on `swapgs`: swap GS base and kernel GS base, RIP += 3.
     EmulateSwapgs,
+    /// Breakpoint on an instruction with no effect besides advancing RIP (`endbr64`, the
+    /// `nop` that ftrace leaves at function entry): RIP += len.
+    EmulateNop {
+        /// Instruction length.
+        len: u8,
+    },
     /// Breakpoint resumed by remove, single-step, re-insert.
     Step,
 }
@@ -362,12 +407,13 @@ impl QemuDriver {
     }
 
     /// How an execution site is resumed: emulated when the instruction there is `swapgs`
-    /// (read from guest memory through the current page tables), else single-stepped.
+    /// or a no-op (read from guest memory through the current page tables), else
+    /// single-stepped.
     fn resume_for_execute(&self, addr: u64, regs: &Regs) -> Resume {
         let Some(mem) = &self.memory else {
             return Resume::Step;
         };
-        let mut code = [0u8; 3];
+        let mut code = [0u8; MAX_NOP];
         // Under page-table isolation the user half of the PGD pair (CR3 | 0x1000) maps little
         // of the kernel: try the kernel half too.
         for cr3 in [regs.cr3, regs.cr3 & !0x1fff] {
@@ -377,8 +423,10 @@ impl QemuDriver {
                 PagingMode::from_cr4(regs.cr4),
             );
             if space.read_virt(VirtAddr(addr), &mut code).is_ok() {
-                return if code == SWAPGS {
+                return if code[..3] == SWAPGS {
                     Resume::EmulateSwapgs
+                } else if let Some(len) = no_op_len(&code) {
+                    Resume::EmulateNop { len }
                 } else {
                     Resume::Step
                 };
@@ -555,7 +603,7 @@ impl QemuDriver {
                 self.stats.watchpoint_stops += 1;
                 Strategy::Watchpoint
             }
-            Resume::EmulateSwapgs => Strategy::BreakpointEmulated,
+            Resume::EmulateSwapgs | Resume::EmulateNop { .. } => Strategy::BreakpointEmulated,
             Resume::Step => Strategy::BreakpointStep,
         };
         let ev = NitroEvent {
@@ -893,6 +941,14 @@ impl Driver for QemuDriver {
             writes.push((Reg::Rip, r.rip.wrapping_add(3)));
             self.stats.emulated_stops += 1;
         }
+        if let Some((l, Resume::EmulateNop { len })) = resume {
+            // Nothing to do but move RIP past it, unless a hook already moved RIP elsewhere
+            // (an emulated return for a skipped call).
+            if !writes.iter().any(|&(reg, _)| reg == Reg::Rip) {
+                writes.push((Reg::Rip, l.regs.rip.wrapping_add(u64::from(len))));
+            }
+            self.stats.emulated_stops += 1;
+        }
         let mut packets: Vec<Vec<u8>> = writes.iter().map(|&(r, v)| p_packet(r, v)).collect();
         if let Some((l, Resume::Step)) = resume {
             // Register writes first (waiting for their OKs), then the step.
@@ -939,5 +995,34 @@ impl Driver for QemuDriver {
 
     fn driver_stats(&self) -> DriverStats {
         self.stats()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::no_op_len;
+
+    #[test]
+    fn recognises_no_ops_and_nothing_else() {
+        assert_eq!(no_op_len(&[0x90, 0xcc]), Some(1));
+        assert_eq!(no_op_len(&[0xf3, 0x0f, 0x1e, 0xfa, 0x0f]), Some(4));
+        // ftrace's patched-out call: nopl 0x0(%rax,%rax,1).
+        assert_eq!(no_op_len(&[0x0f, 0x1f, 0x44, 0x00, 0x00, 0x55]), Some(5));
+        assert_eq!(no_op_len(&[0x0f, 0x1f, 0x00]), Some(3));
+        assert_eq!(no_op_len(&[0x0f, 0x1f, 0x40, 0x00]), Some(4));
+        assert_eq!(
+            no_op_len(&[0x66, 0x0f, 0x1f, 0x84, 0x00, 0x00, 0x00, 0x00, 0x00]),
+            Some(9)
+        );
+        assert_eq!(
+            no_op_len(&[0x66, 0x2e, 0x0f, 0x1f, 0x84, 0x00, 0x00, 0x00, 0x00, 0x00]),
+            Some(10)
+        );
+        // Not no-ops: push %rbp, swapgs, `0f 1f` with a non-zero reg field, truncated.
+        assert_eq!(no_op_len(&[0x55]), None);
+        assert_eq!(no_op_len(&[0x0f, 0x01, 0xf8]), None);
+        assert_eq!(no_op_len(&[0x0f, 0x1f, 0x48, 0x00]), None);
+        assert_eq!(no_op_len(&[0x0f, 0x1f, 0x44, 0x00]), None);
+        assert_eq!(no_op_len(&[]), None);
     }
 }

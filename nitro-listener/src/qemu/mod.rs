@@ -6,8 +6,9 @@
 //! on every breakpoint stop but not on watchpoint stops; a watchpoint stops *after* the access,
 //! so nothing needs stepping over. Execution breakpoints on `swapgs` (how Linux's
 //! `entry_SYSCALL_64` starts without IBT) are resumed by emulating it in the tracer (swap
-//! GS base and kernel GS base, RIP += 3: no step, no remove); other execution breakpoints by
-//! single-step. [`attach`] finds the memory of a QEMU that nitro did not start; [`libvirt`]
+//! GS base and kernel GS base, RIP += 3: no step, no remove); breakpoints on a no-op
+//! (`endbr64`, `nop`, `nopl`: how syscall handlers start, the trap planner's sites) by
+//! advancing RIP past it; other execution breakpoints by single-step. [`attach`] finds the memory of a QEMU that nitro did not start; [`libvirt`]
 //! finds a libvirt domain's gdbstub and QEMU process.
 //!
 //! Per stop the driver costs one packet round trip (`+$g` out, registers back; `c` and any

@@ -13,6 +13,11 @@ pub fn nitro() -> Command {
 
 /// True when `guest` can run here; otherwise prints why not.
 pub fn guest_available(guest: &str) -> bool {
+    guest_kernel(guest).is_some()
+}
+
+/// The provisioned kernel of `guest` when it and QEMU are there; otherwise prints why not.
+pub fn guest_kernel(guest: &str) -> Option<std::path::PathBuf> {
     let kernel = nitro::guest::cache_dir()
         .join("guests")
         .join(guest)
@@ -22,7 +27,7 @@ pub fn guest_available(guest: &str) -> bool {
             "SKIP: {} missing: run scripts/provision.sh",
             kernel.display()
         );
-        return false;
+        return None;
     }
     if Command::new("qemu-system-x86_64")
         .arg("--version")
@@ -30,9 +35,9 @@ pub fn guest_available(guest: &str) -> bool {
         .is_err()
     {
         eprintln!("SKIP: qemu-system-x86_64 not installed: run scripts/provision.sh");
-        return false;
+        return None;
     }
-    true
+    Some(kernel)
 }
 
 /// What one run of the binary gave.

@@ -200,6 +200,7 @@ pub fn run(a: AttachArgs) -> CliResult {
         }
     };
     backend.decode.string_limit = a.out.string_limit;
+    backend.set_trap_mode(a.filters.traps.linux_mode());
     backend.decode.verbose = a.out.verbose;
     driver.set_memory(memory);
     // If nitro dies without detaching (SIGKILL), a guardian process detaches for it, so the

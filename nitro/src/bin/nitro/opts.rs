@@ -49,6 +49,36 @@ pub struct FilterArgs {
     /// Write at most N records per process.
     #[arg(long, value_name = "N")]
     pub max_events_per_proc: Option<u64>,
+    /// Where calls are trapped: `handlers` traps each traced call's own kernel handler, so
+    /// calls outside a `-e trace=` filter never stop the guest; `entry` traps the common
+    /// system-call entry (every call stops, filtered afterwards); `auto` picks handlers for a
+    /// filter of at most 64 handlers.
+    #[arg(long, value_enum, default_value_t = TrapsArg::Auto)]
+    pub traps: TrapsArg,
+}
+
+/// `--traps` values.
+#[derive(Clone, Copy, Debug, Default, ValueEnum, PartialEq, Eq)]
+pub enum TrapsArg {
+    /// Handlers for small filters, the common entry otherwise.
+    #[default]
+    Auto,
+    /// The common entry.
+    Entry,
+    /// Each traced call's handler.
+    Handlers,
+}
+
+impl TrapsArg {
+    /// The Linux backend's mode.
+    pub fn linux_mode(self) -> nitro_backend_linux::TrapMode {
+        use nitro_backend_linux::TrapMode;
+        match self {
+            TrapsArg::Auto => TrapMode::Auto,
+            TrapsArg::Entry => TrapMode::Entry,
+            TrapsArg::Handlers => TrapMode::Handlers,
+        }
+    }
 }
 
 /// OUTPUT (DESIGN.md, "The command line").

@@ -120,6 +120,7 @@ pub fn run(a: TraceArgs) -> CliResult {
             .map_err(|e| fail(NitroError::Usage(format!("{}: {e}", p.display()))))?;
     }
     backend.decode.string_limit = a.out.string_limit;
+    backend.set_trap_mode(a.filters.traps.linux_mode());
     backend.decode.verbose = a.out.verbose;
 
     let guest_out: Box<dyn Write + Send> = match &a.guest_output {
