@@ -270,10 +270,11 @@ impl KvmVm {
             ..Default::default()
         };
         let serial: Arc<dyn PortIo> = Arc::new(Serial8250::new(console));
-        let mut vcpu = KvmVcpu::new(0, fd, serial);
+        let mut vcpu = KvmVcpu::new(0, fd, serial, Arc::clone(&memory));
         vcpu.set_initial_state(&regs, &sregs)?;
         // No scratch area: nothing of ours is mapped in the kernel's page tables, so
-        // execution breakpoints resume by RF (VMX/SVM), by skipping a no-op, or by stepping.
+        // execution breakpoints resume by emulating the instruction in the tracer (no-ops,
+        // `mov`: see `emulate`), else by RF (VMX/SVM), else by stepping.
         Ok(KvmVm::from_parts(Parts {
             vcpus: vec![vcpu],
             vm,

@@ -51,6 +51,7 @@
 //! [`crate::ListenerError`].
 
 mod driver;
+pub mod emulate;
 mod error;
 pub mod linux;
 mod memory;
@@ -61,10 +62,11 @@ mod vcpu;
 pub mod vm;
 
 pub use driver::KvmDriver;
+pub use emulate::EmulateError;
 pub use error::KvmError;
 pub use linux::{load_linux, LinuxBoot, LinuxGuest, Serial8250};
 pub use memory::GuestRam;
-pub use plan::{ArmedPlan, ArmedSite, Resume, Scratch};
+pub use plan::{ArmedPlan, ArmedSite, Fallback, Resume, Scratch};
 pub use port::{NoPorts, PortAction, PortIo, PortLog, PortWrite};
 pub use probe::probe_resume_flag;
 pub use vcpu::{to_regs, KvmVcpu, VcpuKicker, VcpuStop};

@@ -3,9 +3,16 @@
 //! x86 has four address breakpoints (DR0-DR3, Intel SDM 3A 17.2). An execution breakpoint
 //! fires *before* the instruction runs, so resuming means getting past it without the
 //! breakpoint firing again. In order of cost:
-//! 0. When the trapped instruction is a no-op (`endbr64` at Linux 6.12's syscall entry, the
-//!    5-byte `nop` of ftrace-patched function entries): advance RIP in the tracer. Zero extra
-//!    exits and no extra guest instruction on any host.
+//! 0. When the trapped instruction is one the tracer can carry out ([`super::emulate`]): a
+//!    no-op (`endbr64` at Linux 6.12's syscall entry, the 5-byte `nop` of ftrace-patched
+//!    function entries) or a `mov` between registers, immediates and memory (`mov %rsp,
+//!    %gs:cpu_tss_rw+TSS_sp2` right after `swapgs` in `entry_SYSCALL_64`): do it on the
+//!    `sync_regs` registers and guest RAM. Zero extra exits, no ioctl and no extra guest
+//!    instruction on any host. When a stop cannot be emulated (the access would fault, is
+//!    not RAM, hits a watchpoint, the guest single-steps itself...), the guest executes the
+//!    instruction itself: RFLAGS.RF where honoured, else a single step when the instruction
+//!    must run at its own address (it will fault: the guest's handler must see the real
+//!    RIP), else (MMIO, a watched address) its out-of-line copy.
 //! 1. RFLAGS.RF set on resume (SDM 17.3.1.1): the processor skips instruction breakpoints for
 //!    one instruction. Zero extra exits where the host honours it (VMX/SVM).
 //! 2. Out of line (kprobes-style): a copy of the trapped instruction followed by a jump
@@ -16,12 +23,15 @@
 //! 3. Single-step with breakpoints lifted: two `KVM_SET_GUEST_DEBUG` ioctls and one extra
 //!    exit per hit.
 
-use iced_x86::{Decoder, DecoderOptions, FlowControl, Mnemonic};
+use iced_x86::{Decoder, DecoderOptions, FlowControl};
 use kvm_bindings::{kvm_guest_debug, KVM_GUESTDBG_ENABLE, KVM_GUESTDBG_USE_HW_BP};
 use nitro_mem::{PhysAddr, PhysMemory};
 use nitro_sys::x86;
 
-use super::KvmError;
+use super::{
+    emulate::{self, Op, Watch},
+    KvmError,
+};
 use crate::{Strategy, TrapKind, TrapPlan};
 
 /// Bytes reserved for one out-of-line slot: up to 15 instruction bytes + 14 for the jump.
@@ -50,10 +60,14 @@ pub enum Resume {
     Nothing,
     /// Set RFLAGS.RF.
     ResumeFlag,
-    /// The trapped instruction does nothing (`endbr64`, `nop`): advance RIP by `len`.
+    /// The tracer carries out the trapped instruction (see [`super::emulate`]).
     Emulate {
         /// Instruction length.
         len: u8,
+        /// What it does.
+        op: Op,
+        /// How to get past it when a stop cannot be emulated.
+        fallback: Fallback,
     },
     /// Point RIP at this linear address (the out-of-line copy).
     OutOfLine {
@@ -62,6 +76,21 @@ pub enum Resume {
     },
     /// Single-step with breakpoints lifted.
     Step,
+}
+
+/// How the guest executes an emulable instruction itself when the tracer refuses to (see
+/// [`super::EmulateError::needs_own_address`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fallback {
+    /// Set RFLAGS.RF (hosts that honour it).
+    ResumeFlag,
+    /// Single-step with breakpoints lifted; or, when the refusal is no fault (MMIO, a
+    /// watchpoint) and `slot` is given, the out-of-line copy there (no extra exit, and a
+    /// watchpoint still fires).
+    Step {
+        /// Linear address of the out-of-line copy, if one could be made.
+        slot: Option<u64>,
+    },
 }
 
 impl Resume {
@@ -92,6 +121,7 @@ pub struct ArmedSite {
 #[derive(Debug, Clone)]
 pub struct ArmedPlan {
     sites: Vec<ArmedSite>,
+    watches: Vec<Watch>,
     debug: kvm_guest_debug,
 }
 
@@ -100,6 +130,7 @@ impl ArmedPlan {
     pub fn empty() -> Self {
         ArmedPlan {
             sites: Vec::new(),
+            watches: Vec::new(),
             debug: kvm_guest_debug::default(),
         }
     }
@@ -133,6 +164,7 @@ impl ArmedPlan {
         let mut debug = kvm_guest_debug::default();
         let mut dr7 = x86::DR7_FIXED_1;
         let mut sites = Vec::with_capacity(plan.sites.len());
+        let mut watches = Vec::new();
         for (n, site) in plan.sites.iter().enumerate() {
             let (rw, len, resume) = match site.kind {
                 TrapKind::Execute => {
@@ -140,13 +172,25 @@ impl ArmedPlan {
                     (x86::DR7_RW_EXECUTE, x86::DR7_LEN_1, resume)
                 }
                 TrapKind::WriteWatch { len } => {
+                    watches.push(Watch {
+                        addr: site.addr,
+                        len: u64::from(len),
+                        writes_only: true,
+                    });
                     (x86::DR7_RW_WRITE, dr7_len(site.addr, len)?, Resume::Nothing)
                 }
-                TrapKind::ReadWatch { len } => (
-                    x86::DR7_RW_READ_WRITE,
-                    dr7_len(site.addr, len)?,
-                    Resume::Nothing,
-                ),
+                TrapKind::ReadWatch { len } => {
+                    watches.push(Watch {
+                        addr: site.addr,
+                        len: u64::from(len),
+                        writes_only: false,
+                    });
+                    (
+                        x86::DR7_RW_READ_WRITE,
+                        dr7_len(site.addr, len)?,
+                        Resume::Nothing,
+                    )
+                }
             };
             debug.arch.debugreg[n] = site.addr;
             dr7 |= x86::dr7_global_enable(n) | x86::dr7_rw_len(n, rw, len);
@@ -160,12 +204,22 @@ impl ArmedPlan {
             debug.control = KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_USE_HW_BP;
             debug.arch.debugreg[7] = dr7;
         }
-        Ok(ArmedPlan { sites, debug })
+        Ok(ArmedPlan {
+            sites,
+            watches,
+            debug,
+        })
     }
 
     /// The `KVM_SET_GUEST_DEBUG` argument.
     pub fn debug(&self) -> &kvm_guest_debug {
         &self.debug
+    }
+
+    /// The plan's data watchpoints (an emulated access that overlaps one is left to the guest,
+    /// so that the watchpoint fires).
+    pub fn watches(&self) -> &[Watch] {
+        &self.watches
     }
 
     /// The armed sites, in debug-register order.
@@ -209,9 +263,9 @@ fn dr7_len(addr: u64, len: u8) -> Result<u64, KvmError> {
     Ok(field)
 }
 
-/// The cheapest way past the execution breakpoint `n` at `addr`: skip a no-op, else set RF
-/// where honoured, else run a copy out of line (written into slot `n` of the scratch area),
-/// else single-step.
+/// The cheapest way past the execution breakpoint `n` at `addr`: emulate the instruction in
+/// the tracer, else set RF where honoured, else run a copy out of line (written into slot `n`
+/// of the scratch area), else single-step.
 fn execute_resume(
     n: usize,
     addr: u64,
@@ -233,9 +287,28 @@ fn execute_resume(
         };
     };
     let bytes = &bytes[..got];
-    if let Some(len) = no_op_len(bytes) {
-        return Resume::Emulate { len };
+    let guest = guest_resume(n, addr, bytes, mem, scratch, rf_honoured);
+    if let Some((len, op)) = emulate::decode(addr, bytes) {
+        let fallback = match guest {
+            Resume::ResumeFlag => Fallback::ResumeFlag,
+            Resume::OutOfLine { slot } => Fallback::Step { slot: Some(slot) },
+            _ => Fallback::Step { slot: None },
+        };
+        return Resume::Emulate { len, op, fallback };
     }
+    guest
+}
+
+/// How the guest itself gets past the instruction: RF where honoured, else its out-of-line
+/// copy (written into slot `n` of the scratch area), else a single step.
+fn guest_resume(
+    n: usize,
+    addr: u64,
+    bytes: &[u8],
+    mem: &dyn PhysMemory,
+    scratch: Option<Scratch>,
+    rf_honoured: bool,
+) -> Resume {
     if rf_honoured {
         return Resume::ResumeFlag;
     }
@@ -261,12 +334,10 @@ fn execute_resume(
 /// advancing RIP: `nop` in all its forms, `pause`, `endbr64`/`endbr32` (CET end-branch
 /// markers, which Linux places at function and entry points when built with IBT).
 pub fn no_op_len(bytes: &[u8]) -> Option<u8> {
-    let insn = Decoder::new(64, bytes, DecoderOptions::NONE).decode();
-    let no_op = matches!(
-        insn.mnemonic(),
-        Mnemonic::Nop | Mnemonic::Pause | Mnemonic::Endbr64 | Mnemonic::Endbr32
-    );
-    (!insn.is_invalid() && no_op).then_some(insn.len() as u8)
+    match emulate::decode(0, bytes) {
+        Some((len, Op::NoOp)) => Some(len),
+        _ => None,
+    }
 }
 
 /// The out-of-line copy of the first instruction of `bytes` (at linear `addr`), to run at

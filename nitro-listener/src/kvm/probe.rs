@@ -3,8 +3,8 @@
 //! On VMX/SVM hosts KVM delivers the breakpoint as a #DB intercept and the processor honours
 //! RF on resume (Intel SDM 3A 17.3.1.1): the breakpoint does not fire again for the next
 //! instruction. A software hypervisor may not (PVM here re-fires it). The probe runs a
-//! three-instruction guest — `mov rcx, rax; out 0x80, al; hlt` — with a breakpoint on the
-//! `mov`, resumes once with RF set, and looks at what comes next: the `out` (RF honoured) or
+//! three-instruction guest — `lea rcx, [rax+1]; out 0x80, al; hlt` — with a breakpoint on the
+//! `lea`, resumes once with RF set, and looks at what comes next: the `out` (RF honoured) or
 //! the same breakpoint again (ignored).
 
 use std::{
@@ -33,8 +33,9 @@ pub fn probe_resume_flag(path: &str) -> Result<bool, KvmError> {
 
 fn run_probe(path: &str) -> Result<bool, KvmError> {
     const AT: u64 = 0x8000;
-    // Not a no-op: those are skipped in the tracer whatever the host does.
-    let code = [0x48, 0x89, 0xc1, 0xe6, 0x80, 0xf4]; // mov rcx, rax; out 0x80, al; hlt
+    // Not an instruction the tracer emulates (no-ops, `mov`): those are resumed in the tracer
+    // whatever the host does.
+    let code = [0x48, 0x8d, 0x48, 0x01, 0xe6, 0x80, 0xf4]; // lea rcx, [rax+1]; out 0x80, al; hlt
     let guest = SyntheticGuest {
         code: &code,
         load_gpa: AT,

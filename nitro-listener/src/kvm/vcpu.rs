@@ -13,7 +13,9 @@ use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
 use nitro_sys::x86;
 
 use super::{
-    plan::{ArmedPlan, ArmedSite, Resume},
+    emulate::{self, EmulateError},
+    memory::GuestRam,
+    plan::{ArmedPlan, ArmedSite, Fallback, Resume},
     port::{PortAction, PortIo},
     KvmError,
 };
@@ -84,11 +86,22 @@ pub struct KvmVcpu {
     port_io: Arc<dyn PortIo>,
     stop: Arc<AtomicBool>,
     read_kernel_gs_base: bool,
+    /// Guest RAM, for emulated memory accesses (after `fd`: the vCPU is closed first).
+    memory: Arc<GuestRam>,
+    /// Stops at emulable sites that were left to the guest, and the last reason.
+    fallbacks: u64,
+    last_refusal: Option<EmulateError>,
 }
 
 impl KvmVcpu {
-    /// Wraps a vCPU fd and enables `sync_regs` for registers and special registers.
-    pub fn new(index: u32, mut fd: VcpuFd, port_io: Arc<dyn PortIo>) -> Self {
+    /// Wraps a vCPU fd and enables `sync_regs` for registers and special registers. `memory`
+    /// is the VM's RAM (emulated instructions read and write it).
+    pub fn new(
+        index: u32,
+        mut fd: VcpuFd,
+        port_io: Arc<dyn PortIo>,
+        memory: Arc<GuestRam>,
+    ) -> Self {
         fd.set_sync_valid_reg(SyncReg::Register);
         fd.set_sync_valid_reg(SyncReg::SystemRegister);
         KvmVcpu {
@@ -99,7 +112,16 @@ impl KvmVcpu {
             port_io,
             stop: Arc::new(AtomicBool::new(false)),
             read_kernel_gs_base: false,
+            memory,
+            fallbacks: 0,
+            last_refusal: None,
         }
+    }
+
+    /// How many stops at [`Resume::Emulate`] sites were not emulated (the guest executed the
+    /// instruction itself, see [`super::emulate`]), and why the last one was not.
+    pub fn emulation_fallbacks(&self) -> (u64, Option<&EmulateError>) {
+        (self.fallbacks, self.last_refusal.as_ref())
     }
 
     /// vCPU index.
@@ -273,9 +295,36 @@ impl KvmVcpu {
                 s.regs.rflags |= x86::RFLAGS_RF;
                 self.fd.set_sync_dirty_reg(SyncReg::Register);
             }
-            Resume::Emulate { len } => {
-                s.regs.rip = site.addr.wrapping_add(u64::from(len));
-                self.fd.set_sync_dirty_reg(SyncReg::Register);
+            Resume::Emulate { len, op, fallback } => {
+                let watches = self.plan.watches();
+                let done = emulate::execute(
+                    &op,
+                    len,
+                    site.addr,
+                    &mut s.regs,
+                    &s.sregs,
+                    &self.memory,
+                    watches,
+                );
+                match done {
+                    Ok(()) => self.fd.set_sync_dirty_reg(SyncReg::Register),
+                    Err(e) => {
+                        let own_address = e.needs_own_address();
+                        self.fallbacks += 1;
+                        self.last_refusal = Some(e);
+                        match fallback {
+                            Fallback::ResumeFlag => {
+                                s.regs.rflags |= x86::RFLAGS_RF;
+                                self.fd.set_sync_dirty_reg(SyncReg::Register);
+                            }
+                            Fallback::Step { slot: Some(slot) } if !own_address => {
+                                s.regs.rip = slot;
+                                self.fd.set_sync_dirty_reg(SyncReg::Register);
+                            }
+                            Fallback::Step { .. } => self.single_step()?,
+                        }
+                    }
+                }
             }
             Resume::OutOfLine { slot } => {
                 s.regs.rip = slot;
@@ -302,6 +351,9 @@ impl KvmVcpu {
                     self.port_io.out(self.index, port, data);
                 }
                 Ok(VcpuExit::IoIn(port, data)) => self.port_io.input(self.index, port, data),
+                // An instruction touching MMIO exits before it completes (as in `run`).
+                Ok(VcpuExit::MmioRead(_, data)) => data.fill(0xff),
+                Ok(VcpuExit::MmioWrite(..) | VcpuExit::IrqWindowOpen | VcpuExit::Intr) => {}
                 Ok(VcpuExit::Hlt) => break Ok(()),
                 Ok(other) => {
                     let why = format!("{other:?} while single-stepping");

@@ -158,7 +158,7 @@ impl KvmVm {
                 rsi: u64::from(guest.vcpus),
                 ..Default::default()
             };
-            let mut vcpu = KvmVcpu::new(i, fd, Arc::clone(&port_io));
+            let mut vcpu = KvmVcpu::new(i, fd, Arc::clone(&port_io), Arc::clone(&memory));
             vcpu.set_initial_state(&regs, &sregs)?;
             vcpus.push(vcpu);
         }
