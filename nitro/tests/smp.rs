@@ -63,6 +63,8 @@ fn two_vcpus_tagged_matched_and_losses_detected() {
 /// (typically the return of the call whose entry was recovered) its registers are gone; the
 /// backend then also misreads some returns ("signal handler entered"). Figures of a run:
 /// 701/900 read and 682/900 write entries, 759 late hits, 501 recovered hits, 168 marked.
+/// Tried and refused: single-threaded TCG (`-accel tcg,thread=single`, round robin) makes it
+/// worse with QEMU 7.2 (404/900 read entries, 1,717 late stops of 1,785).
 #[test]
 #[ignore = "QEMU 7.2 SMP watchpoint reports: losses are detected but not all attributable yet"]
 fn two_vcpus_every_call_accounted_for() {
