@@ -1,9 +1,9 @@
 //! nitro's Windows backend: names every system call of a Windows x64 guest, finds the
 //! process that made it, and decodes its arguments, from the outside.
 //!
-//! - [`tables`]: service numbers -> `Nt*` names for Windows 7 SP1 (nt and win32k), 10 22H2,
-//!   11 23H2 and (partially) 11 24H2, from j00ru/windows-syscalls; [`isf`] handles any other
-//!   build from a Volatility 3 ISF profile.
+//! - [`tables`]: service numbers -> `Nt*` names (nt and win32k) for Windows 7 SP1, 10 22H2,
+//!   11 23H2 and 11 24H2, from j00ru/windows-syscalls; [`isf`] handles any other build from a
+//!   Volatility 3 ISF profile.
 //! - [`discover`] + [`pe`]: ntoskrnl's base from `MSR_LSTAR` or from the KPCR's IDT, its build
 //!   (`NtBuildNumber`) and PDB GUID/age (CodeView record), and the entry/return instructions.
 //! - [`kpcr`] + [`process`] + [`layout`]: KPCR -> current thread -> EPROCESS -> PEB, with

@@ -360,8 +360,10 @@ fn syscall_table_of_the_backend() {
     b.plan(&g.mem, &regs, &caps(), &TraceScope::default())
         .unwrap();
     let t = b.syscall_table();
-    assert_eq!(t.len(), 486);
+    // 486 nt + 1456 win32k services (j00ru's "11 23H2" columns).
+    assert_eq!(t.len(), 486 + 1456);
     assert!(t.contains(&(0x55, "NtCreateFile".to_string())));
+    assert!(t.contains(&(0x1006, "NtGdiBitBlt".to_string())));
 }
 
 #[test]
@@ -431,6 +433,39 @@ fn win32k_calls_on_windows_7_are_named() {
     assert_eq!((call.nr, call.name.as_str()), (0x1008, "NtGdiBitBlt"));
     assert_eq!(call.process.name, "powershell.exe");
     assert_eq!(b.syscall_table().len(), 401 + 827);
+}
+
+#[test]
+fn win32k_calls_on_windows_10_and_11_are_named() {
+    // (profile, number, name) from j00ru/windows-syscalls: x64/csv/win32k.csv (commit f84a0252)
+    // "Windows 10 (22H2)" / "Windows 11 and Server (11 23H2)", and
+    // x64/json/win32k-per-system.json (commit 8a6806ac) "11 24H2" (4100 = 0x1004).
+    for (p, nr, name) in [
+        (&WIN10, 0x1006, "NtUserGetMessage"),
+        (&WIN10, 0x1008, "NtGdiBitBlt"),
+        (&WIN11, 0x1004, "NtUserGetMessage"),
+        (&WIN11, 0x15af, "NtUserSetWindowLongPtr"),
+        (&WIN11_24H2, 0x1004, "NtUserGetMessage"),
+        (&WIN11_24H2, 0x15c4, "NtUserSetWindowLongPtr"),
+    ] {
+        let (g, mut regs) = guest(p, false);
+        let mut b = WindowsBackend::new();
+        b.plan(&g.mem, &regs, &caps(), &TraceScope::default())
+            .unwrap();
+        regs.rax = nr;
+        let call = b
+            .on_event(&event(regs, Direction::Enter), &g.mem)
+            .unwrap()
+            .unwrap();
+        assert_eq!((call.nr, call.name.as_str()), (nr, name), "{}", p.build);
+        // A number past the end of the published table keeps a placeholder name.
+        regs.rax = 0x1fff;
+        let call = b
+            .on_event(&event(regs, Direction::Enter), &g.mem)
+            .unwrap()
+            .unwrap();
+        assert_eq!(call.name, "win32k_0xfff", "{}", p.build);
+    }
 }
 
 #[test]

@@ -1,17 +1,23 @@
 //! System-service tables by Windows build: service number -> `Nt*` name.
 //!
-//! The numbers are data, one file per build, transcribed from the public reference
-//! j00ru/windows-syscalls (x64/csv/nt.csv). See each file's header for the exact column and
-//! for what was verified. x64 Windows dispatches service numbers below 0x1000 to the nt table
-//! (ntoskrnl) and numbers from 0x1000 up to the win32k table (`number & 0xfff` indexes it).
-//! The win32k table is built in for Windows 7 SP1 only (j00ru's x64 win32k data, JSON form).
+//! The numbers are data, one file per build and table, transcribed from the public reference
+//! j00ru/windows-syscalls (x64/csv/nt.csv and x64/csv/win32k.csv; for 24H2,
+//! x64/json/nt-per-system.json and x64/json/win32k-per-system.json of a later commit; for the
+//! Windows 7 win32k table, x64/json/win32k-per-system.json of an earlier one). See each file's
+//! header for the exact column and for what was verified. x64 Windows dispatches service numbers
+//! below 0x1000 to the nt table (ntoskrnl) and numbers from 0x1000 up to the win32k table
+//! (`number & 0xfff` indexes it). Every built-in build has both tables: Windows 7 SP1, 10 22H2,
+//! 11 23H2 and 11 24H2.
 //!
 //! Any other build is handled by [`crate::isf`]: a Volatility 3 ISF profile of its ntoskrnl
 //! gives `KiServiceTable`, whose entries resolve to `Nt*` symbols.
 
 mod win10_22h2;
+mod win10_22h2_win32k;
 mod win11_23h2;
+mod win11_23h2_win32k;
 mod win11_24h2;
+mod win11_24h2_win32k;
 mod win7_sp1;
 mod win7_sp1_win32k;
 
@@ -55,8 +61,19 @@ const fn concat<const N: usize>(
 
 static WIN7_ALL: [(u32, &str); win7_sp1::NT.len() + win7_sp1_win32k::WIN32K.len()] =
     concat(win7_sp1::NT, win7_sp1_win32k::WIN32K);
+static WIN10_ALL: [(u32, &str); win10_22h2::NT.len() + win10_22h2_win32k::WIN32K.len()] =
+    concat(win10_22h2::NT, win10_22h2_win32k::WIN32K);
+static WIN11_ALL: [(u32, &str); win11_23h2::NT.len() + win11_23h2_win32k::WIN32K.len()] =
+    concat(win11_23h2::NT, win11_23h2_win32k::WIN32K);
+static WIN11_24H2_ALL: [(u32, &str); win11_24h2::NT.len() + win11_24h2_win32k::WIN32K.len()] =
+    concat(win11_24h2::NT, win11_24h2_win32k::WIN32K);
 
-const J00RU: &str = "j00ru/windows-syscalls x64/csv/nt.csv (commit f84a0252)";
+const J00RU_WIN7: &str = "j00ru/windows-syscalls x64/csv/nt.csv (commit f84a0252) and \
+                          x64/json/win32k-per-system.json \"Windows 7\"/\"SP1\" (commit 0c48cd8f)";
+const J00RU_WIN32K: &str =
+    "j00ru/windows-syscalls x64/csv/nt.csv and x64/csv/win32k.csv (commit f84a0252)";
+const J00RU_24H2: &str = "j00ru/windows-syscalls x64/json/nt-per-system.json and \
+                          win32k-per-system.json \"11 24H2\" (commit 8a6806ac)";
 
 /// Every built-in table.
 pub const TABLES: &[BuildTable] = &[
@@ -67,34 +84,34 @@ pub const TABLES: &[BuildTable] = &[
         win32k: win7_sp1_win32k::WIN32K,
         all: &WIN7_ALL,
         complete: true,
-        source: J00RU,
+        source: J00RU_WIN7,
     },
     BuildTable {
         release: "Windows 10 22H2 x64",
         builds: &[19045, 19044],
         nt: win10_22h2::NT,
-        win32k: &[],
-        all: win10_22h2::NT,
+        win32k: win10_22h2_win32k::WIN32K,
+        all: &WIN10_ALL,
         complete: true,
-        source: J00RU,
+        source: J00RU_WIN32K,
     },
     BuildTable {
         release: "Windows 11 23H2 x64",
         builds: &[22631, 22621],
         nt: win11_23h2::NT,
-        win32k: &[],
-        all: win11_23h2::NT,
+        win32k: win11_23h2_win32k::WIN32K,
+        all: &WIN11_ALL,
         complete: true,
-        source: J00RU,
+        source: J00RU_WIN32K,
     },
     BuildTable {
-        release: "Windows 11 24H2 x64 (partial: 0x00-0x66 only)",
+        release: "Windows 11 24H2 x64",
         builds: &[26100],
         nt: win11_24h2::NT,
-        win32k: &[],
-        all: win11_24h2::NT,
-        complete: false,
-        source: "services unchanged in every x64 column of j00ru's table from 1507 to Server 23H2",
+        win32k: win11_24h2_win32k::WIN32K,
+        all: &WIN11_24H2_ALL,
+        complete: true,
+        source: J00RU_24H2,
     },
 ];
 
@@ -104,7 +121,7 @@ pub fn table_for(build: u32) -> Option<&'static BuildTable> {
 }
 
 /// The built-in service table of `build`: (service number, name), ascending; nt services
-/// below 0x1000, then win32k services from 0x1000 where known (Windows 7 SP1).
+/// below 0x1000, then win32k services from 0x1000.
 pub fn syscall_table(build: u32) -> Option<&'static [(u32, &'static str)]> {
     table_for(build).map(|t| t.all)
 }
@@ -181,13 +198,22 @@ mod tests {
                 assert_eq!(n as usize, i, "{}: gap before {name}", t.release);
                 assert!(name.starts_with("Nt"), "{name}");
             }
+            assert!(!t.win32k.is_empty(), "{}: no win32k table", t.release);
             for (i, &(n, name)) in t.win32k.iter().enumerate() {
                 assert_eq!(n as usize, 0x1000 + i, "{}: gap before {name}", t.release);
-                assert!(
-                    name.starts_with("NtUser") || name.starts_with("NtGdi"),
-                    "{name}"
-                );
+                // Windows 7's GUI services are all NtUser*/NtGdi*; 8 and later add others
+                // (NtDComposition*, NtDxgk*, NtMIT*, NtRIM*...), all still Nt*.
+                assert!(name.starts_with("Nt"), "{name}");
+                if t.builds.contains(&7601) {
+                    assert!(
+                        name.starts_with("NtUser") || name.starts_with("NtGdi"),
+                        "{name}"
+                    );
+                }
             }
+            // The nt and win32k parts of `all` are the two tables, in that order.
+            assert_eq!(&t.all[..t.nt.len()], t.nt);
+            assert_eq!(&t.all[t.nt.len()..], t.win32k);
             assert_eq!(t.all.len(), t.nt.len() + t.win32k.len());
             assert!(t.all.windows(2).all(|w| w[0].0 < w[1].0));
             let mut names: Vec<_> = t.all.iter().map(|e| e.1).collect();
@@ -202,9 +228,14 @@ mod tests {
         // Counts of the j00ru columns (checked when transcribing).
         assert_eq!(syscall_table(7601).map(<[_]>::len), Some(401 + 827));
         assert_eq!(table_for(7601).map(|t| t.nt.len()), Some(401));
-        assert_eq!(syscall_table(19045).map(<[_]>::len), Some(473));
-        assert_eq!(syscall_table(22631).map(<[_]>::len), Some(486));
-        assert_eq!(syscall_table(26100).map(<[_]>::len), Some(0x67));
+        assert_eq!(syscall_table(19045).map(<[_]>::len), Some(473 + 1316));
+        assert_eq!(syscall_table(22631).map(<[_]>::len), Some(486 + 1456));
+        assert_eq!(syscall_table(26100).map(<[_]>::len), Some(489 + 1477));
+        let win32k = |b| table_for(b).map(|t| t.win32k.len());
+        assert_eq!(win32k(7600), Some(827));
+        assert_eq!(win32k(19044), Some(1316));
+        assert_eq!(win32k(22621), Some(1456));
+        assert_eq!(win32k(26100), Some(1477));
         assert_eq!(syscall_table(9200), None);
         assert_eq!(
             supported_builds(),
@@ -243,6 +274,23 @@ mod tests {
                 .number("NtCreateUserProcess"),
             Some(0xc9)
         );
-        assert_eq!(SyscallTable::builtin(26100).unwrap().name(0xc9), None);
+        assert_eq!(
+            SyscallTable::builtin(26100)
+                .unwrap()
+                .number("NtCreateUserProcess"),
+            Some(0xd1)
+        );
+        // win32k: the first and last services of each table (j00ru win32k.csv / JSON).
+        for (b, last, last_nr) in [
+            (19045, "NtUserSetWindowLongPtr", 0x1523),
+            (22631, "NtUserSetWindowLongPtr", 0x15af),
+            (26100, "NtUserSetWindowLongPtr", 0x15c4),
+        ] {
+            let t = SyscallTable::builtin(b).unwrap();
+            assert_eq!(t.name(0x1000), Some("NtUserGetThreadState"), "{b}");
+            assert_eq!(t.name(last_nr), Some(last), "{b}");
+            assert_eq!(t.name(last_nr + 1), None, "{b}");
+        }
+        assert!(TABLES.iter().all(|t| t.complete));
     }
 }
