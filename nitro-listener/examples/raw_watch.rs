@@ -54,6 +54,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         append: "console=ttyS0 panic=-1 nokaslr".into(),
         memory_file: dir.join(format!("raw-watch-ram-{}", std::process::id())),
         gdb_port: free_port()?,
+        gdb_socket: None,
         serials: vec![
             format!("file:{}", dir.join("raw-watch-console.log").display()),
             "null".into(),

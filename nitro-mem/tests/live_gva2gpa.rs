@@ -154,6 +154,7 @@ fn translations_agree_with_qemu_gva2gpa() {
                 .into(),
         memory_file: PathBuf::from(format!("/dev/shm/nitro-gva2gpa-{}", std::process::id())),
         gdb_port: free_port().unwrap(),
+        gdb_socket: None,
         serials: vec![format!("file:{}", dir.join("console.log").display())],
         extra: vec![
             "-monitor".into(),

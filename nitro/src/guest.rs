@@ -25,7 +25,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use nitro_listener::qemu::{free_port, Accel, QemuCommand, QemuProcess};
+use nitro_listener::qemu::{Accel, QemuCommand, QemuProcess};
 use nitro_mem::MappedFileMemory;
 
 use crate::{cpio, NitroError};
@@ -303,7 +303,8 @@ impl GuestRun {
             initrd: Some(initrd),
             append,
             memory_file,
-            gdb_port: free_port()?,
+            gdb_port: 0,
+            gdb_socket: Some(run_dir.join("gdb.sock")),
             serials: vec![
                 format!("file:{}", run_dir.join("console.log").display()),
                 format!("unix:{},server=on,wait=off", out_sock.display()),

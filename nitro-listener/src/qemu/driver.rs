@@ -280,6 +280,14 @@ impl QemuDriver {
         self.pipelined = on;
     }
 
+    /// How long the driver polls for the stub's next packet before it sleeps (default
+    /// [`super::rsp::DEFAULT_SPIN`], 100 us): polling saves the tracer a wake-up per stop
+    /// (about 1.5x the traced calls per second under TCG) at the price of a busy core while
+    /// the guest is between stops; zero sleeps at once.
+    pub fn set_spin(&mut self, spin: Duration) {
+        self.rsp.set_spin(spin);
+    }
+
     /// Number of vCPUs the driver assumes.
     pub fn vcpus(&self) -> u32 {
         self.vcpus
@@ -488,6 +496,9 @@ impl QemuDriver {
         let Some(flag) = self.detach_flag.clone() else {
             return Ok(false);
         };
+        if self.rsp.spin_until_readable()? {
+            return Ok(flag.load(Ordering::Relaxed));
+        }
         loop {
             if flag.load(Ordering::Relaxed) {
                 return Ok(true);

@@ -10,13 +10,16 @@
 use std::{
     io::{Read, Write},
     net::TcpStream,
-    os::fd::{FromRawFd, RawFd},
+    os::{
+        fd::{FromRawFd, IntoRawFd, RawFd},
+        unix::net::UnixStream,
+    },
     path::Path,
     process::{Child, ChildStdin, Command, Stdio},
     time::{Duration, Instant},
 };
 
-use super::QemuDriver;
+use super::{rsp::GdbStream, QemuDriver};
 use crate::{ListenerError, Result};
 
 /// What the tracer writes to the guardian after a clean detach.
@@ -87,8 +90,15 @@ pub fn run_guardian(fd: RawFd) -> i32 {
         return 2;
     }
     // SAFETY: the tracer passed this inherited socket descriptor for this purpose; nothing
-    // else in this process uses it.
-    let mut sock = unsafe { TcpStream::from_raw_fd(fd) };
+    // else in this process uses it, and it is owned by exactly one stream below.
+    let unix = unsafe { UnixStream::from_raw_fd(fd) };
+    // A TCP socket has no Unix-domain address: hand the descriptor over to a TcpStream.
+    let mut sock = if unix.local_addr().is_ok() {
+        GdbStream::Unix(unix)
+    } else {
+        // SAFETY: `into_raw_fd` gave up the UnixStream's ownership of the descriptor.
+        GdbStream::Tcp(unsafe { TcpStream::from_raw_fd(unix.into_raw_fd()) })
+    };
     let _ = sock.set_read_timeout(Some(Duration::from_millis(200)));
     // Acknowledge whatever the tracer left unacknowledged, and stop the guest if it runs.
     let _ = sock.write_all(b"+\x03");
@@ -100,7 +110,7 @@ pub fn run_guardian(fd: RawFd) -> i32 {
 }
 
 /// Reads until a complete `$...#xx` packet arrived or `limit` passed.
-fn wait_for_packet(sock: &mut TcpStream, limit: Duration) {
+fn wait_for_packet(sock: &mut GdbStream, limit: Duration) {
     let start = Instant::now();
     let mut seen = Vec::new();
     let mut b = [0u8; 4096];

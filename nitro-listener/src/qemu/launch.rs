@@ -94,8 +94,11 @@ pub struct QemuCommand {
     pub append: String,
     /// File that backs guest RAM (created by QEMU, shared with nitro; on tmpfs for speed).
     pub memory_file: PathBuf,
-    /// Loopback TCP port of the gdbstub.
+    /// Loopback TCP port of the gdbstub (used when `gdb_socket` is `None`).
     pub gdb_port: u16,
+    /// A Unix-domain socket path for the gdbstub instead of TCP: about 12 us less per
+    /// packet round trip (see [`super::rsp::GdbStream`]).
+    pub gdb_socket: Option<PathBuf>,
     /// Serial ports in order (ttyS0, ttyS1, ...), as QEMU chardev specs for `-serial`.
     pub serials: Vec<String>,
     /// Further arguments.
@@ -140,7 +143,10 @@ impl QemuCommand {
             "-no-reboot".into(),
             "-nodefaults".into(),
             "-gdb".into(),
-            format!("tcp:127.0.0.1:{}", self.gdb_port),
+            match &self.gdb_socket {
+                Some(path) => format!("unix:{},server=on,wait=off", path.display()),
+                None => format!("tcp:127.0.0.1:{}", self.gdb_port),
+            },
         ];
         if let Some(i) = &self.initrd {
             a.push("-initrd".into());
@@ -199,7 +205,10 @@ impl QemuCommand {
         })?;
         Ok(QemuProcess {
             child,
-            gdb_endpoint: format!("127.0.0.1:{}", self.gdb_port),
+            gdb_endpoint: match &self.gdb_socket {
+                Some(path) => format!("{}{}", super::rsp::UNIX_PREFIX, path.display()),
+                None => format!("127.0.0.1:{}", self.gdb_port),
+            },
             memory_file: self.memory_file.clone(),
             regions: pc_ram_regions(self.memory_mib),
         })

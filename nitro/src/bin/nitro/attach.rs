@@ -31,8 +31,13 @@ use crate::{
 
 #[derive(Args, Debug)]
 pub struct AttachArgs {
-    /// The guest's QEMU gdbstub, HOST:PORT (QEMU started with -gdb tcp:HOST:PORT).
-    #[arg(long, value_name = "HOST:PORT", required_unless_present = "domain")]
+    /// The guest's QEMU gdbstub: HOST:PORT (QEMU started with -gdb tcp:HOST:PORT), or
+    /// unix:PATH (-gdb unix:PATH,server=on,wait=off; a little faster).
+    #[arg(
+        long,
+        value_name = "HOST:PORT|unix:PATH",
+        required_unless_present = "domain"
+    )]
     gdb: Option<String>,
     /// The guest's RAM file (QEMU memory-backend-file with share=on).
     #[arg(long, value_name = "PATH", conflicts_with = "qemu_pid")]
