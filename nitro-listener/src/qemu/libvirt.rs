@@ -38,8 +38,9 @@ fn unescape(s: &str) -> String {
         .replace("&amp;", "&")
 }
 
-/// The gdbstub endpoint (`host:port`) a domain passes to QEMU: `-gdb tcp:HOST:PORT`
-/// (`tcp::PORT` means all interfaces, reached here on loopback) or `-s` (`tcp::1234`).
+/// The gdbstub endpoint a domain passes to QEMU: `-gdb tcp:HOST:PORT` (`tcp::PORT` means
+/// all interfaces, reached here on loopback), `-s` (`tcp::1234`), or `-gdb unix:PATH,...`
+/// (given back as `unix:PATH`, see [`super::rsp::UNIX_PREFIX`]).
 pub fn gdb_endpoint(xml: &str) -> Option<String> {
     let args = qemu_args(xml);
     let mut it = args.iter();
@@ -49,6 +50,10 @@ pub fn gdb_endpoint(xml: &str) -> Option<String> {
         }
         if a == "-gdb" {
             let spec = it.next()?;
+            if let Some(path) = spec.strip_prefix(super::rsp::UNIX_PREFIX) {
+                let path = path.split(',').next()?;
+                return (!path.is_empty()).then(|| format!("{}{path}", super::rsp::UNIX_PREFIX));
+            }
             let addr = spec.strip_prefix("tcp:")?;
             let addr = addr.split(',').next()?;
             let (host, port) = addr.rsplit_once(':')?;
@@ -127,6 +132,11 @@ mod tests {
         let any = "<qemu:arg value='-gdb'/><qemu:arg value='tcp::5555,server=on'/>";
         assert_eq!(gdb_endpoint(any).as_deref(), Some("127.0.0.1:5555"));
         assert_eq!(gdb_endpoint("<domain/>"), None);
+        let unix =
+            "<qemu:arg value='-gdb'/><qemu:arg value='unix:/run/g.sock,server=on,wait=off'/>";
+        assert_eq!(gdb_endpoint(unix).as_deref(), Some("unix:/run/g.sock"));
+        let empty = "<qemu:arg value='-gdb'/><qemu:arg value='unix:,server=on'/>";
+        assert_eq!(gdb_endpoint(empty), None);
         assert_eq!(gdb_endpoint("<qemu:arg value='-gdb'/>"), None);
     }
 }
