@@ -7,7 +7,7 @@ use std::{
 };
 
 use nitro_listener::{
-    Capabilities, Direction, NitroEvent, Regs, SyscallKind, TrapKind, TrapPlan, TrapSite,
+    Capabilities, Direction, NitroEvent, Regs, Strategy, SyscallKind, TrapKind, TrapPlan, TrapSite,
 };
 use nitro_mem::{AddressSpace, PagingMode, PhysAddr, PhysMemory, VirtAddr, VirtRead};
 use nitro_os::{Arg, ArgValue, OsBackend, OsError, ReturnValue, Syscall, TraceScope};
@@ -45,6 +45,14 @@ pub struct BackendStats {
     pub unmatched_exits: u64,
     /// Entries whose task entered again before its exit was seen (a lost stop).
     pub lost_exits: u64,
+    /// Of the exits not seen, those completed from the task's saved frame at its next entry
+    /// (return value intact): not counted in `lost_exits`.
+    pub exits_from_frame: u64,
+    /// Calls whose entry stop was lost, recovered at their return from the saved frame.
+    pub entries_from_frame: u64,
+    /// Calls whose entry and exit stops were both lost, recovered from the saved frame at
+    /// the task's next entry.
+    pub calls_from_frame: u64,
     /// Times handler traps were given up for the common entry because the traced calls
     /// were too frequent for breakpoints (see [`TrapMode::Auto`]).
     pub handler_fallbacks: u64,
@@ -76,6 +84,8 @@ pub struct LinuxBackend {
     base_plan: TrapPlan,
     /// Tasks whose `kstack_offset` is watched.
     watched: BTreeSet<u64>,
+    /// Per task, `kstack_offset` as read at its last exit stop (see `note_return`).
+    last_return: HashMap<u64, u32>,
     /// Watched tasks running 32-bit code: their compat entries are watched too.
     compat_tasks: BTreeSet<u64>,
     /// The traps changed since the last plan handed out.
@@ -136,6 +146,8 @@ const EXIT_FUNCTIONS: [&str; 4] = [
 const MAX_WATCHED: usize = 1024;
 /// `__USER32_CS` (arch/x86/include/asm/segment.h: GDT entry 4, RPL 3).
 const USER32_CS: u64 = 0x23;
+/// `__USER_CS` (same file: GDT entry 6, RPL 3).
+const USER_CS: u64 = 0x33;
 
 fn os(e: LinuxError) -> OsError {
     OsError::Discovery(e.to_string())
@@ -193,6 +205,7 @@ impl LinuxBackend {
             per_task: None,
             base_plan: TrapPlan::default(),
             watched: BTreeSet::new(),
+            last_return: HashMap::new(),
             compat_tasks: BTreeSet::new(),
             plan_dirty: false,
             exe_cache: HashMap::new(),
@@ -312,6 +325,22 @@ impl LinuxBackend {
             None => raw_args(&raw),
         };
         let call = Syscall::entered(ev, nr, name, process, args, raw, key);
+        let returned = self.returned_since_last_look(key, space);
+        if let Some(done) = self.finish_from_frame(key, ev, space) {
+            self.orphans.push(done);
+        } else if returned && !self.pending.contains_key(&key) {
+            // The task returned to user mode since its last stop and nothing of its last
+            // call was seen: when that return was a system call's (not an interrupt's), the
+            // frame the new entry is about to overwrite still describes it.
+            if let Some(lost) = self.entry_from_frame(key, ev, space) {
+                self.stats.calls_from_frame += 1;
+                let mut done = self.finish_call(lost, key, ev, space);
+                done.note = Some(
+                    "entry and exit stops not reported: read from pt_regs at the next entry".into(),
+                );
+                self.orphans.push(done);
+            }
+        }
         self.pt_regs.insert(key, (pt_regs, r.rcx));
         if let (None, Some(t), Some(off)) = (self.stack_delta, task, self.offsets.task_stack) {
             if let Ok(stack) = space.read_u64(VirtAddr(t.wrapping_add(off))) {
@@ -359,11 +388,260 @@ impl LinuxBackend {
             Some(t) => t,
             None => r.rdi.wrapping_sub(self.offsets.pt_regs_di),
         };
-        let Some(mut call) = self.pending.remove(&key) else {
+        let returned = self.note_return(key, space);
+        let Some(call) = self.pending.remove(&key) else {
+            if returned {
+                if let Some(call) = self.entry_from_frame(key, ev, space) {
+                    self.stats.entries_from_frame += 1;
+                    let mut done = self.finish_call(call, key, ev, space);
+                    done.note = Some(
+                        "entry stop not reported: number and arguments read from pt_regs at the return"
+                            .into(),
+                    );
+                    return Some(done);
+                }
+            }
             self.stats.unmatched_exits += 1;
             return None;
         };
         self.stats.exits += 1;
+        Some(self.finish_call(call, key, ev, space))
+    }
+
+    /// A watchpoint hit QEMU reported late (SMP): the vCPU stopped where it next touched a
+    /// watched page. When that is on the way back to user mode after the `kstack_offset`
+    /// store (the rest of the function that holds it, or the sysret/iret return code), the
+    /// current task has returned and its saved frame is intact: its call is completed from
+    /// memory as at an exit stop. Anywhere else nothing can be read reliably.
+    fn on_late_report(&mut self, ev: &NitroEvent, space: &dyn VirtRead) -> Option<Syscall> {
+        if self.handler_plan.is_some() {
+            return None;
+        }
+        if self.in_syscall_entry(ev, space) {
+            return self.late_entry(ev, space, Some(ev.regs.rsp));
+        }
+        if !self.in_return_path(ev.regs.rip) {
+            // Inside the kernel with a system call under way (its frame complete): an entry
+            // QEMU held back surfaced here.
+            return self.late_entry(ev, space, None);
+        }
+        let task = task::current_task(space, ev.regs.gs_base, &self.offsets)?;
+        if !self.returned_since_last_look(task, space) {
+            return None;
+        }
+        let (call, note) = if self.pending.contains_key(&task) {
+            let (pt_regs, user_rip) = *self.pt_regs.get(&task)?;
+            let call = self.pending.get(&task)?;
+            let field = |off: u64| space.read_u64(VirtAddr(pt_regs.wrapping_add(off))).ok();
+            if call.kind != SyscallKind::Syscall64
+                || field(self.offsets.pt_regs_orig_ax)? != call.nr
+                || field(self.offsets.pt_regs_ip)? != user_rip
+            {
+                return None;
+            }
+            self.stats.exits_from_frame += 1;
+            (
+                self.pending.remove(&task)?,
+                "exit stop reported late: return value read from pt_regs on the way out",
+            )
+        } else {
+            self.stats.entries_from_frame += 1;
+            (
+                self.entry_from_frame(task, ev, space)?,
+                "entry stop not reported, exit reported late: read from pt_regs on the way out",
+            )
+        };
+        let mut done = self.finish_call(call, task, ev, space);
+        done.note = Some(note.into());
+        Some(done)
+    }
+
+    /// True when the vCPU is in `entry_SYSCALL_64_after_hwframe` with the whole frame pushed
+    /// (RSP is `pt_regs`, RAX still the number): a late report there surfaced at the
+    /// entry's own read of `cpu_tss_rw.sp2`, an entry QEMU swallowed.
+    fn in_syscall_entry(&self, ev: &NitroEvent, space: &dyn VirtRead) -> bool {
+        let r = &ev.regs;
+        let in_code = self
+            .syms
+            .symbolize(r.rip.wrapping_sub(self.slide as u64))
+            .is_some_and(|(n, _)| n == "entry_SYSCALL_64_after_hwframe");
+        let o = self.offsets;
+        let field = |off: u64| space.read_u64(VirtAddr(r.rsp.wrapping_add(off))).ok();
+        in_code && field(o.pt_regs_orig_ax) == Some(r.rax) && field(o.pt_regs_cs) == Some(USER_CS)
+    }
+
+    /// An entry QEMU swallowed, recorded from the frame just pushed (see
+    /// [`Self::in_syscall_entry`]).
+    fn late_entry(
+        &mut self,
+        ev: &NitroEvent,
+        space: &dyn VirtRead,
+        frame: Option<u64>,
+    ) -> Option<Syscall> {
+        if ev.regs.cpl() != 0 {
+            return None;
+        }
+        let task = task::current_task(space, ev.regs.gs_base, &self.offsets)?;
+        let returned = self.returned_since_last_look(task, space);
+        if self.pending.contains_key(&task) && !returned {
+            // The entry was seen already (recovered from the other vCPU's stop): this is
+            // QEMU's late report of the same hit.
+            return None;
+        }
+        if let Some(frame) = frame {
+            self.pt_regs.insert(task, (frame, 0));
+        }
+        self.watch_task(task);
+        let mut call = self.entry_from_frame(task, ev, space)?;
+        self.stats.entries_from_frame += 1;
+        call.note = Some("entry stop reported late: number and arguments read from pt_regs".into());
+        Some(self.record_entry(call, task))
+    }
+
+    /// True when `rip` is past the `kstack_offset` store on the way back to user mode.
+    fn in_return_path(&self, rip: u64) -> bool {
+        const RETURN_CODE: [&str; 4] = [
+            "syscall_return_via_sysret",
+            "entry_SYSRETQ_unsafe_stack",
+            "entry_SYSRETQ_end",
+            "swapgs_restore_regs_and_return_to_usermode",
+        ];
+        let unslid = rip.wrapping_sub(self.slide as u64);
+        let Some((name, _)) = self.syms.symbolize(unslid) else {
+            return false;
+        };
+        if RETURN_CODE.contains(&name) {
+            return true;
+        }
+        self.per_task.as_ref().is_some_and(|pt| {
+            pt.exit.iter().any(|r| {
+                r.start < rip
+                    && self
+                        .syms
+                        .symbolize(r.start.wrapping_sub(self.slide as u64))
+                        .is_some_and(|(n, _)| n == name)
+            })
+        })
+    }
+
+    /// Reads the task's `kstack_offset`, which the kernel rewrites on every return to user
+    /// mode, and remembers it: true when it changed since the task's last exit stop (a new
+    /// return, not a second report of the same one). Always true without per-task traps.
+    fn note_return(&mut self, task: u64, space: &dyn VirtRead) -> bool {
+        let Some(pt) = &self.per_task else {
+            return true;
+        };
+        let Ok(now) = space.read_u32(VirtAddr(task.wrapping_add(pt.field))) else {
+            return true;
+        };
+        self.last_return.insert(task, now) != Some(now)
+    }
+
+    /// True when the task's `kstack_offset` changed since it was last read (at an exit stop
+    /// or here): the task returned to user mode in between without a stop being seen. False
+    /// the first time (no baseline) and without per-task traps.
+    fn returned_since_last_look(&mut self, task: u64, space: &dyn VirtRead) -> bool {
+        let Some(pt) = &self.per_task else {
+            return false;
+        };
+        let Ok(now) = space.read_u32(VirtAddr(task.wrapping_add(pt.field))) else {
+            return false;
+        };
+        self.last_return
+            .insert(task, now)
+            .is_some_and(|before| before != now)
+    }
+
+    /// A 64-bit call of a watched task whose entry stop was lost (QEMU 7.2 under SMP), seen
+    /// at its return: the saved frame says it was a system call (`orig_ax` is the number;
+    /// interrupts and exceptions store -1 there, arch/x86/entry/entry_64.S) and holds its
+    /// arguments. None for anything else.
+    fn entry_from_frame(
+        &mut self,
+        task: u64,
+        ev: &NitroEvent,
+        space: &dyn VirtRead,
+    ) -> Option<Syscall> {
+        if !self.watched.contains(&task) || self.compat_tasks.contains(&task) {
+            return None;
+        }
+        let pt_regs = match self.pt_regs.get(&task) {
+            Some(&(p, _)) => p,
+            None => {
+                let stack = space
+                    .read_u64(VirtAddr(task.wrapping_add(self.offsets.task_stack?)))
+                    .ok()?;
+                stack.wrapping_add(self.stack_delta?)
+            }
+        };
+        let o = self.offsets;
+        let field = |off: u64| space.read_u64(VirtAddr(pt_regs.wrapping_add(off))).ok();
+        let nr = field(o.pt_regs_orig_ax)?;
+        if nr >= 1024 || field(o.pt_regs_cs)? == USER32_CS {
+            return None;
+        }
+        let raw = [
+            field(o.pt_regs_di)?,
+            field(o.pt_regs_si)?,
+            field(o.pt_regs_dx)?,
+            field(o.pt_regs_r10)?,
+            field(o.pt_regs_r8)?,
+            field(o.pt_regs_r9)?,
+        ];
+        let user_rip = field(o.pt_regs_ip)?;
+        let name = self.name_of(nr);
+        let process = self.process_of(space, task);
+        let info = syscalls::table::info_for_name(&name).or_else(|| syscalls::table::x86_64(nr));
+        let args = match info {
+            Some(info) => syscalls::decode_enter(info, &raw, space, &self.decode),
+            None => raw_args(&raw),
+        };
+        let mut call = Syscall::entered(ev, nr, name, process, args, raw, task);
+        call.kind = SyscallKind::Syscall64;
+        self.pt_regs.insert(task, (pt_regs, user_rip));
+        Some(call)
+    }
+
+    /// Completes a call whose exit stop was not reported (QEMU 7.2 under SMP can hold a
+    /// watchpoint hit back until it is lost) from the task's saved frame, read at its next
+    /// 64-bit entry stop: there the kernel has pushed only `pt_regs->ss` and `->sp` of the
+    /// new frame, so `ax` still holds the previous call's return value and `orig_ax` its
+    /// number. Refused (None) unless the frame is that call's: same number, same user RIP.
+    fn finish_from_frame(
+        &mut self,
+        key: u64,
+        ev: &NitroEvent,
+        space: &dyn VirtRead,
+    ) -> Option<Syscall> {
+        let call = self.pending.get(&key)?;
+        if call.kind != SyscallKind::Syscall64 {
+            return None;
+        }
+        let (pt_regs, user_rip) = *self.pt_regs.get(&key)?;
+        let field = |off: u64| space.read_u64(VirtAddr(pt_regs.wrapping_add(off))).ok();
+        if field(self.offsets.pt_regs_orig_ax)? != call.nr
+            || field(self.offsets.pt_regs_ip)? != user_rip
+        {
+            return None;
+        }
+        let call = self.pending.remove(&key)?;
+        self.stats.exits_from_frame += 1;
+        let mut done = self.finish_call(call, key, ev, space);
+        done.note =
+            Some("exit stop not reported: return value read from pt_regs at the next entry".into());
+        Some(done)
+    }
+
+    /// Fills in a call's return from its task's saved frame (`pt_regs`) and decodes what the
+    /// call wrote; `ev` is the stop it is completed at.
+    fn finish_call(
+        &mut self,
+        mut call: Syscall,
+        key: u64,
+        ev: &NitroEvent,
+        space: &dyn VirtRead,
+    ) -> Syscall {
+        let r = &ev.regs;
         // The return value is pt_regs->ax, which the exit path pops into RAX; reading it from
         // memory works at every exit trap, before or after the pop.
         let (pt_regs, user_rip) = self.pt_regs.get(&key).copied().unwrap_or((0, 0));
@@ -416,7 +694,7 @@ impl LinuxBackend {
         call.vcpu = ev.vcpu;
         call.exit_time = Some(ev.time);
         call.rax = ret as u64;
-        Some(call)
+        call
     }
 }
 
@@ -738,6 +1016,9 @@ impl OsBackend for LinuxBackend {
                     call
                 }
             });
+        }
+        if ev.strategy == Strategy::LateReport {
+            return Ok(self.on_late_report(ev, &space));
         }
         Ok(match ev.direction {
             _ if self

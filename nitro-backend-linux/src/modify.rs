@@ -10,7 +10,7 @@
 //! `syscall_return_via_sysret` / `swapgs_restore_regs_and_return_to_usermode`) RAX is
 //! written too.
 
-use nitro_listener::{Direction, NitroEvent, Reg, RegChanges, SyscallKind};
+use nitro_listener::{Direction, NitroEvent, Reg, RegChanges, Strategy, SyscallKind};
 use nitro_mem::{AddressSpace, PagingMode, PhysAddr, PhysMemory, VirtAddr};
 use nitro_os::{CallChange, OsError, Syscall};
 
@@ -52,6 +52,12 @@ impl LinuxBackend {
         let mut regs = RegChanges::default();
         if change.is_empty() {
             return Ok(regs);
+        }
+        if ev.strategy == Strategy::LateReport {
+            return Err(other(format!(
+                "{}: reported late, the vCPU is past the point where it could be changed",
+                call.name
+            )));
         }
         if ev.kind != SyscallKind::Syscall64 {
             return Err(other(format!(
@@ -249,7 +255,7 @@ fn set_return(call: &mut Syscall, ret: i64) {
 mod tests {
     use std::{path::PathBuf, time::SystemTime};
 
-    use nitro_listener::{Regs, Strategy};
+    use nitro_listener::Regs;
     use nitro_mem::VecMemory;
     use nitro_os::OsBackend;
 
@@ -302,6 +308,22 @@ mod tests {
             note: None,
             task_key: 0,
         }
+    }
+
+    #[test]
+    fn late_reports_cannot_be_changed() {
+        let Some(mut b) = backend() else { return };
+        let mem = VecMemory::new(4096);
+        let mut ev = event(Direction::Exit, Regs::default());
+        ev.strategy = Strategy::LateReport;
+        let mut c = call("read");
+        let change = CallChange {
+            ret: Some(-5),
+            ..Default::default()
+        };
+        let err = b.modify(&ev, &mut c, &change, &mem).unwrap_err();
+        assert!(err.to_string().contains("reported late"), "{err}");
+        assert_eq!(c.ret, None);
     }
 
     #[test]

@@ -369,6 +369,11 @@ impl nitro_os::OsBackend for WindowsBackend {
         if self.found.is_none() {
             return Err(nitro_os::OsError::Discovery("plan() has not run".into()));
         }
+        if event.strategy == nitro_listener::Strategy::LateReport {
+            // A hit reported late (QEMU SMP): its registers are from later; nothing here
+            // can be read from them.
+            return Ok(None);
+        }
         Ok(match event.direction {
             Direction::Enter => self.on_enter(event, mem)?,
             Direction::Exit => self.on_exit(event, mem)?,

@@ -71,6 +71,12 @@ pub enum Strategy {
     /// An execution breakpoint resumed by running a copy of the trapped instruction out of
     /// line (kprobes-style), then jumping back.
     BreakpointOutOfLine,
+    /// A watchpoint hit the hypervisor reported late (QEMU 7.2 under SMP): the site is the
+    /// one whose address was reported, but the registers are from a later point, where the
+    /// vCPU next touched a watched page. Always delivered with [`Direction::Exit`]: an OS
+    /// backend can only use it to notice that the current task has returned to user mode
+    /// (and read what it can from memory); it is never an entry.
+    LateReport,
 }
 
 /// Counters a driver keeps, for costs and for losses the hypervisor causes.
@@ -83,8 +89,10 @@ pub struct DriverStats {
     /// Data-watchpoint hits reported late: the reported address is a site's, but the vCPU
     /// had moved on (QEMU 7.2 under SMP reports one of simultaneous hits; the other vCPU's
     /// hit surfaces at its next access to a watched page). When the RIP is at a known
-    /// post-access position the stop is still delivered; otherwise the hit's registers are
-    /// gone and it is counted here as lost, not delivered.
+    /// post-access position the stop is delivered as the site's; otherwise the hit's own
+    /// registers are gone and the stop is delivered as [`Strategy::LateReport`] (the backend
+    /// may still read the call from memory). Not every late report is a loss: the hit may
+    /// have been recovered already.
     pub late_stops: u64,
     /// Hits of other vCPUs found parked right after a watched access at another vCPU's
     /// stop (the hypervisor reported only one of simultaneous hits) and delivered as events

@@ -2,11 +2,15 @@
 //! the vCPU, entries and exits matched per task even when tasks migrate, and every call of a
 //! multi-process workload whose own count of calls is known accounted for.
 //!
-//! QEMU 7.2 under SMP reports one of simultaneous watchpoint hits; the driver recovers the
-//! others' hits when their vCPU is parked right after the access (`recovered_stops`) and
-//! counts hits that surface late with their registers gone (`late_stops`); the backend marks
-//! calls whose return it did not see. With 3 processes on 2 vCPUs this happens to about one
-//! stop in five, so the first test checks tagging, matching and that losses are detected; the
+//! QEMU 7.2 under SMP reports one of simultaneous watchpoint hits (QEMU's `c_cpu` names the
+//! last vCPU to stop; the others keep their `watchpoint_hit`, which surfaces at their next
+//! access to any watched page, at the end of that translation block, with the old address,
+//! and swallows a real hit made by that access). The driver recovers the others' hits when
+//! their vCPU is parked right after the access (`recovered_stops`) and hands every late
+//! report on; the backend reads what it can from the current task's saved frame
+//! (`pt_regs`): an entry under way, a return on its way out, a return value at the next
+//! entry, and marks calls whose return it did not see. The first test checks tagging,
+//! matching and that at least 4 calls in 5 are recorded (9 to 10 in 10 in runs here); the
 //! second (ignored, see its doc) is the full accounting goal.
 //!
 //! Needs QEMU and the provisioned guests; skips (saying why) without them.
@@ -57,16 +61,17 @@ fn two_vcpus_tagged_matched_and_losses_detected() {
     }
 }
 
-/// The full goal: every call of the workload seen, or its loss detected and counted. Fails
-/// today under QEMU 7.2 with 3 processes on 2 vCPUs: a held-back hit makes the vCPU's next
-/// watched access surface late with the old address, and when that access is itself a hit
-/// (typically the return of the call whose entry was recovered) its registers are gone; the
-/// backend then also misreads some returns ("signal handler entered"). Figures of a run:
-/// 701/900 read and 682/900 write entries, 759 late hits, 501 recovered hits, 168 marked.
+/// The full goal: every call of the workload seen, or its loss detected and counted. Not
+/// reliably met under QEMU 7.2 with 3 processes on 2 vCPUs: when hits are held back twice
+/// in a row for one task, the first call's saved frame is overwritten before anything
+/// surfaces, and the late-stop count (the test's measure of detected losses) also counts
+/// late reports that were not losses. Runs of 2026-12-06: 813-898 of 900 read and write
+/// entries recorded (before reading frames: 651-802), 625-1,085 late reports, 369-581
+/// recovered hits; the assertion held in each of 3 runs, but is too weak to call it met.
 /// Tried and refused: single-threaded TCG (`-accel tcg,thread=single`, round robin) makes it
 /// worse with QEMU 7.2 (404/900 read entries, 1,717 late stops of 1,785).
 #[test]
-#[ignore = "QEMU 7.2 SMP watchpoint reports: losses are detected but not all attributable yet"]
+#[ignore = "QEMU 7.2 SMP watchpoint reports: 90-99% of calls recorded, not all losses attributable"]
 fn two_vcpus_every_call_accounted_for() {
     if !available() {
         return;
@@ -143,10 +148,19 @@ fn run_workload() -> Counts {
     let (mut missing_entries, mut missing_returns, mut marked) = (0, 0, 0);
     for (name, fd) in [("read", 0), ("write", 1)] {
         let calls: Vec<&Value> = recs.iter().filter(dd).filter(|r| is(r, name, fd)).collect();
+        // A call whose entry stop QEMU lost and the backend recovered at its return from
+        // the saved frame has its exit record only, saying so.
+        let recovered_entry = |r: &&&Value| {
+            r["event"]["direction"] == "exit"
+                && r["note"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("entry stop not reported"))
+        };
         let enters = calls
             .iter()
             .filter(|r| r["event"]["direction"] == "enter" && r["unfinished"] != true)
-            .count();
+            .count()
+            + calls.iter().filter(recovered_entry).count();
         let exits = calls
             .iter()
             .filter(|r| r["event"]["direction"] == "exit" && r["ret"] == 1)
@@ -157,7 +171,10 @@ fn run_workload() -> Counts {
             .count();
         eprintln!("{name}: {enters} entries, {exits} returns of 1, {lost} marked return-not-seen");
         assert!(enters <= PROCS * BLOCKS, "{name}: more entries than calls");
-        assert!(enters > PROCS * BLOCKS / 2, "{name}: most entries missing");
+        assert!(
+            enters * 5 >= PROCS * BLOCKS * 4,
+            "{name}: more than a fifth of the entries missing"
+        );
         missing_entries += PROCS * BLOCKS - enters;
         missing_returns += PROCS * BLOCKS - exits;
         marked += lost;

@@ -93,6 +93,7 @@ impl LinuxBackend {
     /// reused; a task reusing it is watched again when first seen).
     pub(super) fn unwatch_task(&mut self, task: u64) {
         self.pt_regs.remove(&task);
+        self.last_return.remove(&task);
         let a = self.watched.remove(&task);
         let b = self.compat_tasks.remove(&task);
         let c = self.ax_watch.remove(&task).is_some();

@@ -23,8 +23,8 @@ use super::{
     rsp::{decode_hex, parse_stop, RspClient, StopReply},
 };
 use crate::{
-    Capabilities, Driver, DriverEvent, DriverStats, ListenerError, NitroEvent, Reg, RegChanges,
-    Regs, Result, Strategy, TrapKind, TrapPlan,
+    Capabilities, Direction, Driver, DriverEvent, DriverStats, ListenerError, NitroEvent, Reg,
+    RegChanges, Regs, Result, Strategy, TrapKind, TrapPlan,
 };
 
 /// Counters of what the driver did (the driver-independent [`DriverStats`]).
@@ -874,11 +874,21 @@ impl Driver for QemuDriver {
             if signal != 5 {
                 self.why[0] += 1;
             } else if site.is_none() {
-                if watch.is_some_and(|a| self.plan.sites.iter().any(|s| s.addr == a)) {
+                let reported = watch.and_then(|a| self.plan.sites.iter().position(|s| s.addr == a));
+                if let Some(late) = reported {
                     // A watched address reported with the vCPU already elsewhere: the hit
                     // was held back (QEMU 7.2 SMP) and surfaced at a later access; its
-                    // registers are gone, so it is counted as lost, not delivered.
+                    // registers are gone, so it is counted as lost. It is still handed on
+                    // as a late report: the access that surfaced it may have been a return
+                    // to user mode that QEMU swallowed, which the backend can recognise.
                     self.stats.late_stops += 1;
+                    let mut ev = self.trap_event(thread, late, regs, time);
+                    if let DriverEvent::Trap(t) = &mut ev {
+                        t.direction = Direction::Exit;
+                        t.strategy = Strategy::LateReport;
+                    }
+                    self.stats.watchpoint_stops -= 1;
+                    return Ok(ev);
                 } else {
                     self.why[1] += 1;
                 }
