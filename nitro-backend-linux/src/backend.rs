@@ -53,6 +53,9 @@ pub struct BackendStats {
     /// Calls whose entry and exit stops were both lost, recovered from the saved frame at
     /// the task's next entry.
     pub calls_from_frame: u64,
+    /// Returns to user mode that no stop showed and no saved frame explained: a call (or an
+    /// interrupt's return) was lost there; the next record of the task says so.
+    pub possibly_lost: u64,
     /// Times handler traps were given up for the common entry because the traced calls
     /// were too frequent for breakpoints (see [`TrapMode::Auto`]).
     pub handler_fallbacks: u64,
@@ -132,6 +135,10 @@ struct PerTask {
     int80: Vec<Range<u64>>,
     /// The load in `__do_fast_syscall_32()` (sysenter and 32-bit syscall).
     fast: Vec<Range<u64>>,
+    /// From each exit store to the end of the straight-line code that follows it (up to
+    /// the first unconditional jump or return), as the guest's patched code reads: a vCPU
+    /// stopped in there is past the store of the return it is making.
+    after_exit: Vec<Range<u64>>,
 }
 
 /// The functions where `arch_exit_to_user_mode_prepare()` is, or is inlined.
@@ -146,7 +153,10 @@ const EXIT_FUNCTIONS: [&str; 4] = [
 const MAX_WATCHED: usize = 1024;
 /// `__USER32_CS` (arch/x86/include/asm/segment.h: GDT entry 4, RPL 3).
 const USER32_CS: u64 = 0x23;
-/// `__USER_CS` (same file: GDT entry 6, RPL 3).
+/// ENOSYS (include/uapi/asm-generic/errno.h): the entry code stores `-ENOSYS` in
+/// `pt_regs->ax` until the handler returns.
+const ENOSYS: u64 = 38;
+/// `__USER_CS` (arch/x86/include/asm/segment.h: GDT entry 6, RPL 3).
 const USER_CS: u64 = 0x33;
 
 fn os(e: LinuxError) -> OsError {
@@ -312,6 +322,15 @@ impl LinuxBackend {
         let raw = [r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9];
         let task = task::current_task(space, r.gs_base, &self.offsets);
         let key = task.unwrap_or(pt_regs);
+        let returned = self.returned_since_last_look(key, space);
+        if self.per_task.is_some()
+            && !returned
+            && self.pending.get(&key).is_some_and(|p| p.nr == nr)
+        {
+            // Not returned to user mode since its pending call was recorded: this is the same
+            // call, recorded already from its frame (another vCPU's stop saw it first).
+            return None;
+        }
         let process = match task {
             Some(t) => self.process_of(space, t),
             None => Default::default(),
@@ -325,7 +344,6 @@ impl LinuxBackend {
             None => raw_args(&raw),
         };
         let call = Syscall::entered(ev, nr, name, process, args, raw, key);
-        let returned = self.returned_since_last_look(key, space);
         if let Some(done) = self.finish_from_frame(key, ev, space) {
             self.orphans.push(done);
         } else if returned && !self.pending.contains_key(&key) {
@@ -408,57 +426,96 @@ impl LinuxBackend {
         Some(self.finish_call(call, key, ev, space))
     }
 
-    /// A watchpoint hit QEMU reported late (SMP): the vCPU stopped where it next touched a
-    /// watched page. When that is on the way back to user mode after the `kstack_offset`
-    /// store (the rest of the function that holds it, or the sysret/iret return code), the
-    /// current task has returned and its saved frame is intact: its call is completed from
-    /// memory as at an exit stop. Anywhere else nothing can be read reliably.
+    /// A watchpoint hit QEMU reported late (SMP), or another vCPU seen in kernel mode at a
+    /// stop: the registers say nothing about a call, but the current task's saved frame
+    /// (`pt_regs`) does. `orig_ax` is the number of the call under way (-1 for interrupts and
+    /// exceptions, arch/x86/entry/entry_64.S); `ax` is `-ENOSYS` from the entry until the
+    /// handler returns, then the return value; `task_struct.kstack_offset` is rewritten on
+    /// every return to user mode, so a change since the last look is a return no stop
+    /// showed. From these:
+    /// * a call in progress that is not pending: its entry was lost: recorded now;
+    /// * past the `kstack_offset` store on the way out: the pending call (or, if none and the
+    ///   task returned unseen, a call whose entry was lost too) is completed now;
+    /// * anything else is left to the stops still to come.
     fn on_late_report(&mut self, ev: &NitroEvent, space: &dyn VirtRead) -> Option<Syscall> {
-        if self.handler_plan.is_some() {
+        if self.handler_plan.is_some() || ev.regs.cpl() != 0 {
             return None;
-        }
-        if self.in_syscall_entry(ev, space) {
-            return self.late_entry(ev, space, Some(ev.regs.rsp));
-        }
-        if !self.in_return_path(ev.regs.rip) {
-            // Inside the kernel with a system call under way (its frame complete): an entry
-            // QEMU held back surfaced here.
-            return self.late_entry(ev, space, None);
         }
         let task = task::current_task(space, ev.regs.gs_base, &self.offsets)?;
-        if !self.returned_since_last_look(task, space) {
+        if !self.watched.contains(&task) || self.compat_tasks.contains(&task) {
             return None;
         }
-        let (call, note) = if self.pending.contains_key(&task) {
-            let (pt_regs, user_rip) = *self.pt_regs.get(&task)?;
-            let call = self.pending.get(&task)?;
-            let field = |off: u64| space.read_u64(VirtAddr(pt_regs.wrapping_add(off))).ok();
-            if call.kind != SyscallKind::Syscall64
-                || field(self.offsets.pt_regs_orig_ax)? != call.nr
-                || field(self.offsets.pt_regs_ip)? != user_rip
-            {
-                return None;
-            }
-            self.stats.exits_from_frame += 1;
-            (
-                self.pending.remove(&task)?,
-                "exit stop reported late: return value read from pt_regs on the way out",
-            )
+        let entering = self.in_syscall_entry(ev, space);
+        let pt_regs = if entering {
+            ev.regs.rsp
         } else {
-            self.stats.entries_from_frame += 1;
-            (
-                self.entry_from_frame(task, ev, space)?,
-                "entry stop not reported, exit reported late: read from pt_regs on the way out",
-            )
+            self.frame_of(task, space)?
         };
-        let mut done = self.finish_call(call, task, ev, space);
-        done.note = Some(note.into());
-        Some(done)
+        let o = self.offsets;
+        let field = |off: u64| space.read_u64(VirtAddr(pt_regs.wrapping_add(off))).ok();
+        let nr = field(o.pt_regs_orig_ax)?;
+        if nr >= 1024 || field(o.pt_regs_cs)? != USER_CS {
+            return None;
+        }
+        let in_progress = field(o.pt_regs_ax)? == ENOSYS.wrapping_neg();
+        let leaving = !entering && self.in_return_path(ev.regs.rip);
+        let returned = self.returned_since_last_look(task, space);
+        let user_rip = field(o.pt_regs_ip)?;
+        let pending = self
+            .pending
+            .get(&task)
+            .map(|p| (p.nr, self.pt_regs.get(&task).map(|x| x.1)));
+
+        match pending {
+            // The pending call itself, still under way or not yet past the store.
+            Some(_) if !returned && !leaving => None,
+            Some((p_nr, p_rip)) if leaving && p_nr == nr && p_rip == Some(user_rip) => {
+                let call = self.pending.remove(&task)?;
+                self.stats.exits_from_frame += 1;
+                let mut done = self.finish_call(call, task, ev, space);
+                done.note = Some(
+                    "exit stop reported late: return value read from pt_regs on the way out".into(),
+                );
+                Some(done)
+            }
+            // Another call under way: the pending one returned unseen (its frame is gone).
+            Some(_) if returned && in_progress && !leaving => {
+                self.late_entry(task, pt_regs, ev, space, false)
+            }
+            Some(_) => None,
+            // A return no stop showed and no frame explains: a whole call may be missing
+            // before this one (or an interrupt's return was missed): said on the record.
+            None if in_progress && !leaving => self.late_entry(task, pt_regs, ev, space, returned),
+            None if leaving && returned => {
+                self.pt_regs.insert(task, (pt_regs, user_rip));
+                let call = self.entry_from_frame(task, ev, space)?;
+                self.stats.entries_from_frame += 1;
+                let mut done = self.finish_call(call, task, ev, space);
+                done.note = Some(
+                    "entry stop not reported, exit reported late: read from pt_regs on the way out"
+                        .into(),
+                );
+                Some(done)
+            }
+            None => None,
+        }
+    }
+
+    /// The task's saved user frame: where its last entry put it, or its stack's top.
+    fn frame_of(&self, task: u64, space: &dyn VirtRead) -> Option<u64> {
+        match self.pt_regs.get(&task) {
+            Some(&(p, _)) => Some(p),
+            None => {
+                let stack = space
+                    .read_u64(VirtAddr(task.wrapping_add(self.offsets.task_stack?)))
+                    .ok()?;
+                Some(stack.wrapping_add(self.stack_delta?))
+            }
+        }
     }
 
     /// True when the vCPU is in `entry_SYSCALL_64_after_hwframe` with the whole frame pushed
-    /// (RSP is `pt_regs`, RAX still the number): a late report there surfaced at the
-    /// entry's own read of `cpu_tss_rw.sp2`, an entry QEMU swallowed.
+    /// (RSP is `pt_regs`, RAX still the number).
     fn in_syscall_entry(&self, ev: &NitroEvent, space: &dyn VirtRead) -> bool {
         let r = &ev.regs;
         let in_code = self
@@ -470,31 +527,26 @@ impl LinuxBackend {
         in_code && field(o.pt_regs_orig_ax) == Some(r.rax) && field(o.pt_regs_cs) == Some(USER_CS)
     }
 
-    /// An entry QEMU swallowed, recorded from the frame just pushed (see
-    /// [`Self::in_syscall_entry`]).
+    /// An entry QEMU did not report, recorded from the task's frame at `pt_regs`.
     fn late_entry(
         &mut self,
+        task: u64,
+        pt_regs: u64,
         ev: &NitroEvent,
         space: &dyn VirtRead,
-        frame: Option<u64>,
+        unexplained_return: bool,
     ) -> Option<Syscall> {
-        if ev.regs.cpl() != 0 {
-            return None;
-        }
-        let task = task::current_task(space, ev.regs.gs_base, &self.offsets)?;
-        let returned = self.returned_since_last_look(task, space);
-        if self.pending.contains_key(&task) && !returned {
-            // The entry was seen already (recovered from the other vCPU's stop): this is
-            // QEMU's late report of the same hit.
-            return None;
-        }
-        if let Some(frame) = frame {
-            self.pt_regs.insert(task, (frame, 0));
-        }
-        self.watch_task(task);
+        self.pt_regs.insert(task, (pt_regs, 0));
         let mut call = self.entry_from_frame(task, ev, space)?;
         self.stats.entries_from_frame += 1;
-        call.note = Some("entry stop reported late: number and arguments read from pt_regs".into());
+        call.note = Some(if unexplained_return {
+            self.stats.possibly_lost += 1;
+            "entry stop reported late; the task returned to user mode unseen before it: \
+             a call may be missing before this one"
+                .into()
+        } else {
+            "entry stop reported late: number and arguments read from pt_regs".into()
+        });
         Some(self.record_entry(call, task))
     }
 
@@ -513,15 +565,9 @@ impl LinuxBackend {
         if RETURN_CODE.contains(&name) {
             return true;
         }
-        self.per_task.as_ref().is_some_and(|pt| {
-            pt.exit.iter().any(|r| {
-                r.start < rip
-                    && self
-                        .syms
-                        .symbolize(r.start.wrapping_sub(self.slide as u64))
-                        .is_some_and(|(n, _)| n == name)
-            })
-        })
+        self.per_task
+            .as_ref()
+            .is_some_and(|pt| pt.after_exit.iter().any(|r| r.contains(&rip)))
     }
 
     /// Reads the task's `kstack_offset`, which the kernel rewrites on every return to user
@@ -565,15 +611,7 @@ impl LinuxBackend {
         if !self.watched.contains(&task) || self.compat_tasks.contains(&task) {
             return None;
         }
-        let pt_regs = match self.pt_regs.get(&task) {
-            Some(&(p, _)) => p,
-            None => {
-                let stack = space
-                    .read_u64(VirtAddr(task.wrapping_add(self.offsets.task_stack?)))
-                    .ok()?;
-                stack.wrapping_add(self.stack_delta?)
-            }
-        };
+        let pt_regs = self.frame_of(task, space)?;
         let o = self.offsets;
         let field = |off: u64| space.read_u64(VirtAddr(pt_regs.wrapping_add(off))).ok();
         let nr = field(o.pt_regs_orig_ax)?;
@@ -698,6 +736,51 @@ impl LinuxBackend {
     }
 }
 
+/// The code a vCPU runs after the store at `store`, read from guest memory (as patched at
+/// boot): straight-line runs from the instruction after the store, following direct unconditional jumps (the
+/// alternatives the kernel patched in) up to 4 times, until a return or an indirect jump;
+/// at most 128 bytes per run. Empty when the code cannot be read.
+fn straight_line_after(space: &dyn VirtRead, store: &Range<u64>) -> Vec<Range<u64>> {
+    use iced_x86::{Decoder, DecoderOptions, FlowControl, Mnemonic};
+    let mut runs = Vec::new();
+    // Site ranges run one byte past the instruction (they hold the RIP a watchpoint stop
+    // reports, the next instruction's address).
+    let mut at = store.end.saturating_sub(1);
+    for _ in 0..5 {
+        let mut code = [0u8; 128];
+        if space.read_virt(VirtAddr(at), &mut code).is_err() {
+            break;
+        }
+        let mut decoder = Decoder::with_ip(64, &code, at, DecoderOptions::NONE);
+        let (mut end, mut next) = (at, None);
+        while decoder.can_decode() {
+            let insn = decoder.decode();
+            if insn.is_invalid() {
+                break;
+            }
+            end = insn.next_ip();
+            match insn.flow_control() {
+                FlowControl::UnconditionalBranch if insn.mnemonic() == Mnemonic::Jmp => {
+                    next = Some(insn.near_branch_target());
+                    break;
+                }
+                FlowControl::UnconditionalBranch
+                | FlowControl::Return
+                | FlowControl::IndirectBranch
+                | FlowControl::Interrupt
+                | FlowControl::Exception => break,
+                _ => {}
+            }
+        }
+        runs.push(at..end);
+        match next {
+            Some(target) if !runs.iter().any(|r: &Range<u64>| r.contains(&target)) => at = target,
+            _ => break,
+        }
+    }
+    runs
+}
+
 /// The read-only IDT mapping in the CPU entry area, fixed on x86-64 since Linux 4.15:
 /// `CPU_ENTRY_AREA_RO_IDT` = `CPU_ENTRY_AREA_BASE` = -4 << P4D_SHIFT (39)
 /// (arch/x86/include/asm/pgtable_areas.h), the same with 4- and 5-level paging.
@@ -796,8 +879,13 @@ impl LinuxBackend {
                 |names: &[&str], op| sites::scan(space, &self.syms, names, self.slide, op, disp);
             let exit = scan(&EXIT_FUNCTIONS, sites::MOV_STORE);
             if !exit.is_empty() {
+                let after_exit = exit
+                    .iter()
+                    .flat_map(|r| straight_line_after(space, r))
+                    .collect();
                 return ExitTrap::TaskKstack(PerTask {
                     field,
+                    after_exit,
                     exit,
                     int80: scan(
                         &["do_int80_emulation", "do_int80_syscall_32"],

@@ -5,13 +5,14 @@
 //! QEMU 7.2 under SMP reports one of simultaneous watchpoint hits (QEMU's `c_cpu` names the
 //! last vCPU to stop; the others keep their `watchpoint_hit`, which surfaces at their next
 //! access to any watched page, at the end of that translation block, with the old address,
-//! and swallows a real hit made by that access). The driver recovers the others' hits when
-//! their vCPU is parked right after the access (`recovered_stops`) and hands every late
-//! report on; the backend reads what it can from the current task's saved frame
-//! (`pt_regs`): an entry under way, a return on its way out, a return value at the next
-//! entry, and marks calls whose return it did not see. The first test checks tagging,
-//! matching and that at least 4 calls in 5 are recorded (9 to 10 in 10 in runs here); the
-//! second (ignored, see its doc) is the full accounting goal.
+//! and swallows a real hit made by that access: QEMU 7.2 softmmu/physmem.c
+//! `cpu_check_watchpoint`, gdbstub/gdbstub.c `gdb_vm_state_change`). The driver recovers the
+//! others' hits when their vCPU is parked right after the access (`recovered_stops`), hands
+//! every late report on, and hands on every other vCPU it finds in kernel mode at a stop
+//! (`observations`); the backend reads the current task's saved frame (`pt_regs`) at each:
+//! an entry under way, a return on its way out, a return value at the task's next entry,
+//! and marks calls it could not complete. The first test checks tagging, matching and that
+//! losses are detected; the second that every call is recorded or marked.
 //!
 //! Needs QEMU and the provisioned guests; skips (saying why) without them.
 
@@ -52,6 +53,14 @@ fn two_vcpus_tagged_matched_and_losses_detected() {
         return;
     }
     let c = run_workload();
+    // At least 99 calls in 100 recorded with their return value (all of them in most runs).
+    let calls = 2 * PROCS * BLOCKS;
+    assert!(
+        c.missing_entries * 100 <= calls && c.missing_returns * 100 <= calls,
+        "{} entries and {} returns of {calls} calls missing",
+        c.missing_entries,
+        c.missing_returns
+    );
     // Whatever QEMU drops, the driver notices: missing calls come with detected losses.
     if c.missing_entries + c.missing_returns > 0 {
         assert!(
@@ -61,25 +70,29 @@ fn two_vcpus_tagged_matched_and_losses_detected() {
     }
 }
 
-/// The full goal: every call of the workload seen, or its loss detected and counted. Not
-/// reliably met under QEMU 7.2 with 3 processes on 2 vCPUs: when hits are held back twice
-/// in a row for one task, the first call's saved frame is overwritten before anything
-/// surfaces, and the late-stop count (the test's measure of detected losses) also counts
-/// late reports that were not losses. Runs of 2026-12-06: 813-898 of 900 read and write
-/// entries recorded (before reading frames: 651-802), 625-1,085 late reports, 369-581
-/// recovered hits; the assertion held in each of 3 runs, but is too weak to call it met.
-/// Tried and refused: single-threaded TCG (`-accel tcg,thread=single`, round robin) makes it
-/// worse with QEMU 7.2 (404/900 read entries, 1,717 late stops of 1,785).
+/// The full goal: every call of the workload recorded, with its arguments and its return
+/// value, and where a call could not be completed, its loss marked on the record. Met in
+/// most runs but not all: runs of 2026-12-06 on Debian 6.1 (3 processes) recorded all 1800
+/// calls in 17 of 18 runs and 1798 in the other, and this assertion failed in 1 run of 8:
+/// when QEMU swallows both stops of two calls in a row of one task, the first call's frame
+/// is overwritten before any stop shows the task, and its loss cannot be seen (the
+/// kernel's per-return `kstack_offset` says that the task returned, not how often). Before
+/// the backend read late reports and observations against the saved frames: 651-802 of 900
+/// per call. Single-threaded TCG (`-accel tcg,thread=single`) was tried and refused: it
+/// makes QEMU 7.2 lose more (404/900 read entries).
 #[test]
-#[ignore = "QEMU 7.2 SMP watchpoint reports: 90-99% of calls recorded, not all losses attributable"]
+#[ignore = "QEMU 7.2 SMP: about one run in 8 loses two calls in a row of one task without trace"]
 fn two_vcpus_every_call_accounted_for() {
     if !available() {
         return;
     }
     let c = run_workload();
     assert!(
-        (c.missing_entries + c.missing_returns) as u64 <= c.late + c.marked as u64,
-        "losses not accounted for"
+        c.missing_entries + c.missing_returns <= c.marked,
+        "{} entries and {} returns missing, {} marked as lost",
+        c.missing_entries,
+        c.missing_returns,
+        c.marked
     );
 }
 
@@ -165,16 +178,33 @@ fn run_workload() -> Counts {
             .iter()
             .filter(|r| r["event"]["direction"] == "exit" && r["ret"] == 1)
             .count();
-        let lost = calls
+        assert!(exits <= PROCS * BLOCKS, "{name}: more returns than calls");
+        let returns_lost = calls
             .iter()
             .filter(|r| r["unfinished"] == true && r["note"].is_string())
             .count();
-        eprintln!("{name}: {enters} entries, {exits} returns of 1, {lost} marked return-not-seen");
+        // A record saying a whole call may be missing before it stands for a lost entry and
+        // a lost return (of this call or the other: the two alternate).
+        let calls_lost = calls
+            .iter()
+            .filter(|r| {
+                r["event"]["direction"] == "enter"
+                    && r["note"]
+                        .as_str()
+                        .is_some_and(|n| n.contains("a call may be missing"))
+            })
+            .count();
+        let lost = returns_lost + 2 * calls_lost;
+        eprintln!(
+            "{name}: {enters} entries, {exits} returns of 1, {returns_lost} marked return-not-seen, \
+             {calls_lost} marked call-may-be-missing"
+        );
         assert!(enters <= PROCS * BLOCKS, "{name}: more entries than calls");
         assert!(
             enters * 5 >= PROCS * BLOCKS * 4,
             "{name}: more than a fifth of the entries missing"
         );
+
         missing_entries += PROCS * BLOCKS - enters;
         missing_returns += PROCS * BLOCKS - exits;
         marked += lost;

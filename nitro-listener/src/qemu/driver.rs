@@ -24,7 +24,7 @@ use super::{
 };
 use crate::{
     Capabilities, Direction, Driver, DriverEvent, DriverStats, ListenerError, NitroEvent, Reg,
-    RegChanges, Regs, Result, Strategy, TrapKind, TrapPlan,
+    RegChanges, Regs, Result, Strategy, SyscallKind, TrapKind, TrapPlan,
 };
 
 /// Counters of what the driver did (the driver-independent [`DriverStats`]).
@@ -113,6 +113,9 @@ struct Queued {
     site: usize,
     regs: Regs,
     time: SystemTime,
+    /// Not a hit: another vCPU seen in kernel mode at this stop, handed on as a
+    /// [`Strategy::LateReport`] so that the backend can look at its task's saved frame.
+    observation: bool,
 }
 
 /// Traps system calls through a QEMU gdbstub.
@@ -535,7 +538,7 @@ impl QemuDriver {
     /// until their next access to a watched page). Reads every other vCPU's registers in
     /// one pipelined round trip and queues those parked right after a watched access (a RIP
     /// seen at reported hits) as events of their own.
-    fn sweep_others(&mut self, reported: u64) -> Result<()> {
+    fn sweep_others(&mut self, reported: u64, reported_site: usize) -> Result<()> {
         let others: Vec<u64> = (1..=u64::from(self.vcpus))
             .filter(|&t| t != reported)
             .collect();
@@ -562,7 +565,7 @@ impl QemuDriver {
                 };
                 let vcpu = t.saturating_sub(1) as u32;
                 let stale = self.delivered.get(&vcpu) == Some(&regs);
-                if regs.cpl() == 0 && self.hit_rips.contains(&regs.rip) && !stale {
+                if regs.cpl() == 0 && !stale {
                     found.push((t, regs));
                 }
             }
@@ -572,7 +575,22 @@ impl QemuDriver {
         r?;
         let time = SystemTime::now();
         for (t, regs) in found {
-            let Some((site, _)) = self.classify(regs.rip, None) else {
+            let hit = self
+                .hit_rips
+                .contains(&regs.rip)
+                .then(|| self.classify(regs.rip, None))
+                .flatten();
+            let Some((site, _)) = hit else {
+                // In kernel mode elsewhere: an observation, for the backend to look at the
+                // task's saved frame (a hit QEMU holds back leaves no other trace).
+                self.stats.observations += 1;
+                self.queued.push_back(Queued {
+                    thread: t,
+                    site: reported_site,
+                    regs,
+                    time,
+                    observation: true,
+                });
                 continue;
             };
             let vcpu = t.saturating_sub(1) as u32;
@@ -583,6 +601,7 @@ impl QemuDriver {
                 site,
                 regs,
                 time,
+                observation: false,
             });
         }
         Ok(())
@@ -597,6 +616,33 @@ impl QemuDriver {
                 self.why
             );
         }
+    }
+
+    /// An event that is not a hit of its own ([`Strategy::LateReport`]): a late report, or
+    /// another vCPU observed in kernel mode at a stop.
+    fn late_event(
+        &mut self,
+        thread: u64,
+        site: usize,
+        regs: Regs,
+        time: SystemTime,
+    ) -> DriverEvent {
+        let ev = NitroEvent {
+            vcpu: thread.saturating_sub(1) as u32,
+            direction: Direction::Exit,
+            kind: self
+                .plan
+                .sites
+                .get(site)
+                .map_or(SyscallKind::Syscall64, |s| s.syscall_kind),
+            regs,
+            time,
+            site,
+            strategy: Strategy::LateReport,
+        };
+        self.last = Some(LastStop { site, regs, thread });
+        self.delivered.insert(ev.vcpu, regs);
+        DriverEvent::Trap(Box::new(ev))
     }
 
     fn trap_event(
@@ -799,6 +845,9 @@ impl Driver for QemuDriver {
     fn next_event(&mut self) -> Result<DriverEvent> {
         if let Some(q) = self.queued.pop_front() {
             // The guest is still stopped at the stop that found this hit.
+            if q.observation {
+                return Ok(self.late_event(q.thread, q.site, q.regs, q.time));
+            }
             return Ok(self.trap_event(q.thread, q.site, q.regs, q.time));
         }
         loop {
@@ -882,13 +931,7 @@ impl Driver for QemuDriver {
                     // as a late report: the access that surfaced it may have been a return
                     // to user mode that QEMU swallowed, which the backend can recognise.
                     self.stats.late_stops += 1;
-                    let mut ev = self.trap_event(thread, late, regs, time);
-                    if let DriverEvent::Trap(t) = &mut ev {
-                        t.direction = Direction::Exit;
-                        t.strategy = Strategy::LateReport;
-                    }
-                    self.stats.watchpoint_stops -= 1;
-                    return Ok(ev);
+                    return Ok(self.late_event(thread, late, regs, time));
                 } else {
                     self.why[1] += 1;
                 }
@@ -909,7 +952,7 @@ impl Driver for QemuDriver {
                         self.why[if dup { 2 } else { 3 }] += 1;
                         site = None;
                     } else if self.vcpus > 1 {
-                        self.sweep_others(thread)?;
+                        self.sweep_others(thread, i)?;
                     }
                 }
             }
