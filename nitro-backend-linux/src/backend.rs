@@ -1162,3 +1162,60 @@ impl OsBackend for LinuxBackend {
         (0..n as u64).map(|nr| (nr, self.name_of(nr))).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use nitro_mem::{MemError, PhysAddr, VirtAddr, VirtRead};
+
+    use super::straight_line_after;
+
+    /// Code bytes at a kernel address; reads past them fail.
+    struct Code(u64, Vec<u8>);
+
+    impl VirtRead for Code {
+        fn read_virt(&self, va: VirtAddr, buf: &mut [u8]) -> Result<(), MemError> {
+            let off = va.0.wrapping_sub(self.0) as usize;
+            // Short reads are padded with int3, as if the next function followed.
+            if off >= self.1.len() {
+                return Err(MemError::PhysOutOfRange {
+                    addr: PhysAddr(va.0),
+                    len: buf.len(),
+                });
+            }
+            for (i, b) in buf.iter_mut().enumerate() {
+                *b = self.1.get(off + i).copied().unwrap_or(0xcc);
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn code_after_the_store_follows_patched_jumps_to_the_return() {
+        const BASE: u64 = 0xffff_ffff_8113_7642;
+        // mov %ecx,0x1478(%rsi); jmp +0x12 (a patched alternative); 16 bytes skipped;
+        // pop %rbx; pop %rbp; pop %r12; ret
+        let mut code = vec![0x89, 0x8e, 0x78, 0x14, 0x00, 0x00, 0xeb, 0x10];
+        code.extend([0x90; 16]);
+        code.extend([0x5b, 0x5d, 0x41, 0x5c, 0xc3]);
+        let mem = Code(BASE, code);
+        // The site's range runs one byte past the store (it holds the post-access RIP).
+        let runs = straight_line_after(&mem, &(BASE..BASE + 7));
+        assert_eq!(
+            runs,
+            vec![BASE + 6..BASE + 8, BASE + 0x18..BASE + 0x1d],
+            "{runs:x?}"
+        );
+    }
+
+    #[test]
+    fn unreadable_code_gives_nothing_and_loops_end() {
+        let mem = Code(0x1000, vec![0x89, 0x8e, 0x78, 0x14, 0x00, 0x00]);
+        assert!(straight_line_after(&mem, &(0x2000..0x2007)).is_empty());
+        // jmp to itself: one run, no endless walk.
+        let mem = Code(0x1000, vec![0x89, 0x8e, 0x78, 0x14, 0x00, 0x00, 0xeb, 0xfe]);
+        assert_eq!(
+            straight_line_after(&mem, &(0x1000..0x1007)),
+            vec![0x1006..0x1008]
+        );
+    }
+}
