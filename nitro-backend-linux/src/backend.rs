@@ -501,6 +501,62 @@ impl LinuxBackend {
         }
     }
 
+    /// Another vCPU seen in user mode at a stop: its task's last system call is over, and
+    /// its frame still describes it. When the task returned unseen since it was last
+    /// looked at, that call is completed now (its pending entry, or entry and exit both from
+    /// the frame), before a later call overwrites the frame.
+    fn on_user_observation(&mut self, ev: &NitroEvent, mem: &dyn PhysMemory) -> Option<Syscall> {
+        if self.handler_plan.is_some() {
+            return None;
+        }
+        let r = &ev.regs;
+        let mode = PagingMode::from_cr4(r.cr4);
+        // Under page-table isolation the user half of the PGD pair maps little of the
+        // kernel: its kernel half has CR3 bit 12 clear.
+        let (space, task) = [r.cr3, r.cr3 & !0x1000].into_iter().find_map(|cr3| {
+            let space = AddressSpace::with_mode(mem, PhysAddr(cr3), mode);
+            let task = task::current_task(&space, r.k_gs_base, &self.offsets)?;
+            Some((space, task))
+        })?;
+        if !self.watched.contains(&task) || self.compat_tasks.contains(&task) {
+            return None;
+        }
+        let pt_regs = self.frame_of(task, &space)?;
+        let o = self.offsets;
+        let field = |off: u64| space.read_u64(VirtAddr(pt_regs.wrapping_add(off))).ok();
+        let nr = field(o.pt_regs_orig_ax)?;
+        if nr >= 1024 || field(o.pt_regs_cs)? != USER_CS {
+            return None;
+        }
+        let user_rip = field(o.pt_regs_ip)?;
+        if !self.returned_since_last_look(task, &space) {
+            return None;
+        }
+        let (call, note) = match self.pending.get(&task) {
+            Some(p) => {
+                if p.nr != nr || self.pt_regs.get(&task).map(|x| x.1) != Some(user_rip) {
+                    return None;
+                }
+                self.stats.exits_from_frame += 1;
+                (
+                    self.pending.remove(&task)?,
+                    "exit stop not reported: return value read from pt_regs while the task ran in user mode",
+                )
+            }
+            None => {
+                self.pt_regs.insert(task, (pt_regs, user_rip));
+                self.stats.calls_from_frame += 1;
+                (
+                    self.entry_from_frame(task, ev, &space)?,
+                    "entry and exit stops not reported: read from pt_regs while the task ran in user mode",
+                )
+            }
+        };
+        let mut done = self.finish_call(call, task, ev, &space);
+        done.note = Some(note.into());
+        Some(done)
+    }
+
     /// The task's saved user frame: where its last entry put it, or its stack's top.
     fn frame_of(&self, task: u64, space: &dyn VirtRead) -> Option<u64> {
         match self.pt_regs.get(&task) {
@@ -1106,6 +1162,9 @@ impl OsBackend for LinuxBackend {
             });
         }
         if ev.strategy == Strategy::LateReport {
+            if ev.regs.cpl() == 3 {
+                return Ok(self.on_user_observation(ev, mem));
+            }
             return Ok(self.on_late_report(ev, &space));
         }
         Ok(match ev.direction {

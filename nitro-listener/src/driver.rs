@@ -98,7 +98,7 @@ pub struct DriverStats {
     /// stop (the hypervisor reported only one of simultaneous hits) and delivered as events
     /// of their own.
     pub recovered_stops: u64,
-    /// Other vCPUs seen in kernel mode (not at a hit) at a stop and handed on as
+    /// Other vCPUs seen (not at a hit) at a stop and handed on as
     /// [`Strategy::LateReport`] events, for the backend to check their task's saved frame.
     pub observations: u64,
     /// Packets sent to the hypervisor's debug stub (0 for drivers without one).

@@ -565,7 +565,7 @@ impl QemuDriver {
                 };
                 let vcpu = t.saturating_sub(1) as u32;
                 let stale = self.delivered.get(&vcpu) == Some(&regs);
-                if regs.cpl() == 0 && !stale {
+                if !stale {
                     found.push((t, regs));
                 }
             }
@@ -575,14 +575,13 @@ impl QemuDriver {
         r?;
         let time = SystemTime::now();
         for (t, regs) in found {
-            let hit = self
-                .hit_rips
-                .contains(&regs.rip)
+            let hit = (regs.cpl() == 0 && self.hit_rips.contains(&regs.rip))
                 .then(|| self.classify(regs.rip, None))
                 .flatten();
             let Some((site, _)) = hit else {
-                // In kernel mode elsewhere: an observation, for the backend to look at the
-                // task's saved frame (a hit QEMU holds back leaves no other trace).
+                // Elsewhere, in the kernel or in user mode: an observation, for the backend
+                // to look at the task's saved frame (a hit QEMU holds back leaves no other
+                // trace).
                 self.stats.observations += 1;
                 self.queued.push_back(Queued {
                     thread: t,
