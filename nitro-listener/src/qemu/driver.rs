@@ -106,6 +106,16 @@ struct LastStop {
     thread: u64,
 }
 
+/// `z` then `Z` packets for one change of the plan, and what their replies mean.
+#[derive(Debug, Default)]
+struct ArmBatch {
+    packets: Vec<Vec<u8>>,
+    /// The first `removals` packets remove traps (an error there is not fatal).
+    removals: usize,
+    /// Site index of each insert packet after the removals.
+    inserts: Vec<usize>,
+}
+
 /// A hit of another vCPU found at a stop, waiting to be delivered.
 #[derive(Debug, Clone, Copy)]
 struct Queued {
@@ -113,7 +123,7 @@ struct Queued {
     site: usize,
     regs: Regs,
     time: SystemTime,
-    /// Not a hit: another vCPU seen in kernel mode at this stop, handed on as a
+    /// Not a hit: another vCPU seen at this stop, handed on as a
     /// [`Strategy::LateReport`] so that the backend can look at its task's saved frame.
     observation: bool,
 }
@@ -131,6 +141,12 @@ pub struct QemuDriver {
     writes: Vec<(Reg, u64)>,
     /// `OK`s still due for register writes sent with the last `c`.
     pending_oks: usize,
+    /// Watchpoint changes made while the guest is stopped at a trap, held back to go out
+    /// with the resume (one write, no round trip of their own).
+    deferred_arm: Option<ArmBatch>,
+    /// Replies still due for the watchpoint changes sent with the last `c`: the batch and
+    /// how many replies were read so far.
+    pending_arm: Option<(ArmBatch, usize)>,
     /// Reused packet buffer.
     pkt: Vec<u8>,
     detach_flag: Option<Arc<AtomicBool>>,
@@ -242,6 +258,8 @@ impl QemuDriver {
             last: None,
             writes: Vec::new(),
             pending_oks: 0,
+            deferred_arm: None,
+            pending_arm: None,
             pkt: Vec::with_capacity(2048),
             detach_flag: None,
             detached: false,
@@ -417,6 +435,57 @@ impl QemuDriver {
         Ok(())
     }
 
+    /// Sends one batch of trap changes and checks the replies (one round trip).
+    fn send_arm(&mut self, batch: ArmBatch) -> Result<()> {
+        let refs: Vec<&[u8]> = batch.packets.iter().map(Vec::as_slice).collect();
+        self.rsp.write_packets(&refs)?;
+        self.rsp.round_trips += 1;
+        let mut failed = Vec::new();
+        let mut pkt = std::mem::take(&mut self.pkt);
+        for k in 0..batch.packets.len() {
+            if let Err(e) = self.rsp.recv_into(&mut pkt) {
+                self.pkt = pkt;
+                return Err(e);
+            }
+            // An error removing a trap that is already gone is not fatal.
+            if k >= batch.removals && pkt != b"OK" {
+                failed.push((batch.inserts[k - batch.removals], pkt.clone()));
+            }
+        }
+        self.pkt = pkt;
+        for (i, reply) in failed {
+            let a = self.armed[i];
+            if a.z == 1 && reply.is_empty() {
+                // No hardware breakpoints in this stub: a software one (TCG handles it alike).
+                let addr = self.plan.sites[i].addr;
+                self.rsp
+                    .request_ok(Self::z_packet(true, 0, addr, 1).as_bytes())
+                    .map_err(|_| ListenerError::ArmFailed {
+                        kind: z_name(0),
+                        addr,
+                        reply: String::from_utf8_lossy(&reply).into(),
+                    })?;
+                self.armed[i].z = 0;
+                continue;
+            }
+            return Err(ListenerError::ArmFailed {
+                kind: z_name(a.z),
+                addr: self.plan.sites[i].addr,
+                reply: String::from_utf8_lossy(&reply).into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Sends trap changes held back for the resume now, when something else must talk to
+    /// the stub first.
+    fn flush_deferred_arm(&mut self) -> Result<()> {
+        match self.deferred_arm.take() {
+            Some(batch) => self.send_arm(batch),
+            None => Ok(()),
+        }
+    }
+
     /// How an execution site is resumed: emulated when the instruction there is `swapgs`
     /// or a no-op (read from guest memory through the current page tables), else
     /// single-stepped.
@@ -478,6 +547,29 @@ impl QemuDriver {
         let mut pkt = std::mem::take(&mut self.pkt);
         let r = (|| loop {
             self.rsp.recv_into(&mut pkt)?;
+            if let Some((batch, got)) = self.pending_arm.as_mut() {
+                // The replies to watchpoint changes sent with the resume come first.
+                let k = *got;
+                *got += 1;
+                let insert = k.checked_sub(batch.removals).map(|i| batch.inserts[i]);
+                if *got == batch.packets.len() {
+                    self.pending_arm = None;
+                }
+                if let Some(site) = insert.filter(|_| pkt != b"OK") {
+                    let (kind, addr) = self
+                        .armed
+                        .get(site)
+                        .map(|a| a.z)
+                        .zip(self.plan.sites.get(site).map(|s| s.addr))
+                        .unwrap_or((2, 0));
+                    return Err(ListenerError::ArmFailed {
+                        kind: z_name(kind),
+                        addr,
+                        reply: String::from_utf8_lossy(&pkt).into(),
+                    });
+                }
+                continue;
+            }
             if let Some(stop) = parse_stop(&pkt) {
                 return Ok(Some(stop));
             }
@@ -716,6 +808,7 @@ impl Driver for QemuDriver {
     }
 
     fn arm(&mut self, plan: &TrapPlan) -> Result<()> {
+        self.flush_deferred_arm()?;
         // Re-arming happens mid-trace (a backend adds a per-task watchpoint): keep the traps
         // that stay, remove only those that go, insert only the new ones, all pipelined in
         // one write (one round trip).
@@ -795,48 +888,28 @@ impl Driver for QemuDriver {
             return Ok(());
         }
         self.stats.trap_changes += packets.len() as u64;
-        let refs: Vec<&[u8]> = packets.iter().map(Vec::as_slice).collect();
-        self.rsp.write_packets(&refs)?;
-        self.rsp.round_trips += 1;
-        let mut failed = Vec::new();
-        let mut pkt = std::mem::take(&mut self.pkt);
-        for k in 0..packets.len() {
-            if let Err(e) = self.rsp.recv_into(&mut pkt) {
-                self.pkt = pkt;
-                return Err(e);
-            }
-            // An error removing a trap that is already gone is not fatal.
-            if k >= removals && pkt != b"OK" {
-                failed.push((inserts[k - removals], pkt.clone()));
-            }
-        }
-        self.pkt = pkt;
-        for (i, reply) in failed {
-            let a = self.armed[i];
-            if a.z == 1 && reply.is_empty() {
-                // No hardware breakpoints in this stub: a software one (TCG handles it alike).
-                let addr = self.plan.sites[i].addr;
-                self.rsp
-                    .request_ok(Self::z_packet(true, 0, addr, 1).as_bytes())
-                    .map_err(|_| ListenerError::ArmFailed {
-                        kind: z_name(0),
-                        addr,
-                        reply: String::from_utf8_lossy(&reply).into(),
-                    })?;
-                self.armed[i].z = 0;
-                continue;
-            }
-            return Err(ListenerError::ArmFailed {
-                kind: z_name(a.z),
-                addr: self.plan.sites[i].addr,
-                reply: String::from_utf8_lossy(&reply).into(),
+        let watch_only = inserts
+            .iter()
+            .all(|&i| self.plan.sites[i].kind != TrapKind::Execute);
+        if self.pipelined && !self.running && self.last.is_some() && watch_only {
+            // Stopped at a trap with the resume to come: the changes go out with it.
+            self.deferred_arm = Some(ArmBatch {
+                packets,
+                removals,
+                inserts,
             });
+            return Ok(());
         }
-        Ok(())
+        self.send_arm(ArmBatch {
+            packets,
+            removals,
+            inserts,
+        })
     }
 
     fn disarm(&mut self) -> Result<()> {
         self.arm(&TrapPlan::default())?;
+        self.flush_deferred_arm()?;
         self.last = None;
         Ok(())
     }
@@ -976,6 +1049,18 @@ impl Driver for QemuDriver {
         if self.running {
             return Ok(());
         }
+        let step = self
+            .last
+            .as_ref()
+            .and_then(|l| self.armed.get(l.site))
+            .is_some_and(|a| a.resume == Resume::Step);
+        let other_thread = self
+            .last
+            .as_ref()
+            .is_some_and(|l| l.thread != self.g_thread && !self.writes.is_empty());
+        if !self.pipelined || !self.queued.is_empty() || step || other_thread {
+            self.flush_deferred_arm()?;
+        }
         let last = self.last.take();
         let mut writes = std::mem::take(&mut self.writes);
         if let Some(l) = last.filter(|l| l.thread != self.g_thread && !writes.is_empty()) {
@@ -1032,9 +1117,15 @@ impl Driver for QemuDriver {
             return Ok(());
         }
         packets.push(b"c".to_vec());
-        let refs: Vec<&[u8]> = packets.iter().map(Vec::as_slice).collect();
-        self.rsp.write_packets(&refs)?;
+        let arm = self.deferred_arm.take();
+        let mut all: Vec<&[u8]> = arm
+            .iter()
+            .flat_map(|b| b.packets.iter().map(Vec::as_slice))
+            .collect();
+        all.extend(packets.iter().map(Vec::as_slice));
+        self.rsp.write_packets(&all)?;
         self.pending_oks += packets.len() - 1;
+        self.pending_arm = arm.filter(|b| !b.packets.is_empty()).map(|b| (b, 0));
         self.running = true;
         Ok(())
     }
