@@ -12,9 +12,11 @@ use nitro_listener::{
 use nitro_mem::{AddressSpace, PagingMode, PhysAddr, PhysMemory, VirtAddr, VirtRead};
 use nitro_os::{Arg, ArgValue, OsBackend, OsError, ReturnValue, Syscall, TraceScope};
 
+mod frames;
 mod handlers;
 mod pertask;
 
+use frames::straight_line_after;
 use handlers::HandlerPlan;
 pub use handlers::{TrapMode, MAX_HANDLER_SITES};
 use pertask::info_of;
@@ -87,7 +89,7 @@ pub struct LinuxBackend {
     base_plan: TrapPlan,
     /// Tasks whose `kstack_offset` is watched.
     watched: BTreeSet<u64>,
-    /// Per task, `kstack_offset` as read at its last exit stop (see `note_return`).
+    /// Per task, `kstack_offset` as last read (see `kstack_changed`).
     last_return: HashMap<u64, u32>,
     /// Watched tasks running 32-bit code: their compat entries are watched too.
     compat_tasks: BTreeSet<u64>,
@@ -153,9 +155,6 @@ const EXIT_FUNCTIONS: [&str; 4] = [
 const MAX_WATCHED: usize = 1024;
 /// `__USER32_CS` (arch/x86/include/asm/segment.h: GDT entry 4, RPL 3).
 const USER32_CS: u64 = 0x23;
-/// ENOSYS (include/uapi/asm-generic/errno.h): the entry code stores `-ENOSYS` in
-/// `pt_regs->ax` until the handler returns.
-const ENOSYS: u64 = 38;
 /// `__USER_CS` (arch/x86/include/asm/segment.h: GDT entry 6, RPL 3).
 const USER_CS: u64 = 0x33;
 
@@ -322,7 +321,7 @@ impl LinuxBackend {
         let raw = [r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9];
         let task = task::current_task(space, r.gs_base, &self.offsets);
         let key = task.unwrap_or(pt_regs);
-        let returned = self.returned_since_last_look(key, space);
+        let returned = self.kstack_changed(key, space).unwrap_or(false);
         if self.per_task.is_some()
             && !returned
             && self.pending.get(&key).is_some_and(|p| p.nr == nr)
@@ -344,20 +343,8 @@ impl LinuxBackend {
             None => raw_args(&raw),
         };
         let call = Syscall::entered(ev, nr, name, process, args, raw, key);
-        if let Some(done) = self.finish_from_frame(key, ev, space) {
+        if let Some(done) = self.previous_call_at_entry(key, returned, ev, space) {
             self.orphans.push(done);
-        } else if returned && !self.pending.contains_key(&key) {
-            // The task returned to user mode since its last stop and nothing of its last
-            // call was seen: when that return was a system call's (not an interrupt's), the
-            // frame the new entry is about to overwrite still describes it.
-            if let Some(lost) = self.entry_from_frame(key, ev, space) {
-                self.stats.calls_from_frame += 1;
-                let mut done = self.finish_call(lost, key, ev, space);
-                done.note = Some(
-                    "entry and exit stops not reported: read from pt_regs at the next entry".into(),
-                );
-                self.orphans.push(done);
-            }
         }
         self.pt_regs.insert(key, (pt_regs, r.rcx));
         if let (None, Some(t), Some(off)) = (self.stack_delta, task, self.offsets.task_stack) {
@@ -406,16 +393,10 @@ impl LinuxBackend {
             Some(t) => t,
             None => r.rdi.wrapping_sub(self.offsets.pt_regs_di),
         };
-        let returned = self.note_return(key, space);
+        let returned = self.kstack_changed(key, space).unwrap_or(true);
         let Some(call) = self.pending.remove(&key) else {
             if returned {
-                if let Some(call) = self.entry_from_frame(key, ev, space) {
-                    self.stats.entries_from_frame += 1;
-                    let mut done = self.finish_call(call, key, ev, space);
-                    done.note = Some(
-                        "entry stop not reported: number and arguments read from pt_regs at the return"
-                            .into(),
-                    );
+                if let Some(done) = self.call_at_exit(key, ev, space) {
                     return Some(done);
                 }
             }
@@ -424,306 +405,6 @@ impl LinuxBackend {
         };
         self.stats.exits += 1;
         Some(self.finish_call(call, key, ev, space))
-    }
-
-    /// A watchpoint hit QEMU reported late (SMP), or another vCPU seen in kernel mode at a
-    /// stop: the registers say nothing about a call, but the current task's saved frame
-    /// (`pt_regs`) does. `orig_ax` is the number of the call under way (-1 for interrupts and
-    /// exceptions, arch/x86/entry/entry_64.S); `ax` is `-ENOSYS` from the entry until the
-    /// handler returns, then the return value; `task_struct.kstack_offset` is rewritten on
-    /// every return to user mode, so a change since the last look is a return no stop
-    /// showed. From these:
-    /// * a call in progress that is not pending: its entry was lost: recorded now;
-    /// * past the `kstack_offset` store on the way out: the pending call (or, if none and the
-    ///   task returned unseen, a call whose entry was lost too) is completed now;
-    /// * anything else is left to the stops still to come.
-    fn on_late_report(&mut self, ev: &NitroEvent, space: &dyn VirtRead) -> Option<Syscall> {
-        if self.handler_plan.is_some() || ev.regs.cpl() != 0 {
-            return None;
-        }
-        let task = task::current_task(space, ev.regs.gs_base, &self.offsets)?;
-        if !self.watched.contains(&task) || self.compat_tasks.contains(&task) {
-            return None;
-        }
-        let entering = self.in_syscall_entry(ev, space);
-        let pt_regs = if entering {
-            ev.regs.rsp
-        } else {
-            self.frame_of(task, space)?
-        };
-        let o = self.offsets;
-        let field = |off: u64| space.read_u64(VirtAddr(pt_regs.wrapping_add(off))).ok();
-        let nr = field(o.pt_regs_orig_ax)?;
-        if nr >= 1024 || field(o.pt_regs_cs)? != USER_CS {
-            return None;
-        }
-        let in_progress = field(o.pt_regs_ax)? == ENOSYS.wrapping_neg();
-        let leaving = !entering && self.in_return_path(ev.regs.rip);
-        let returned = self.returned_since_last_look(task, space);
-        let user_rip = field(o.pt_regs_ip)?;
-        let pending = self
-            .pending
-            .get(&task)
-            .map(|p| (p.nr, self.pt_regs.get(&task).map(|x| x.1)));
-
-        match pending {
-            // The pending call itself, still under way or not yet past the store.
-            Some(_) if !returned && !leaving => None,
-            Some((p_nr, p_rip)) if leaving && p_nr == nr && p_rip == Some(user_rip) => {
-                let call = self.pending.remove(&task)?;
-                self.stats.exits_from_frame += 1;
-                let mut done = self.finish_call(call, task, ev, space);
-                done.note = Some(
-                    "exit stop reported late: return value read from pt_regs on the way out".into(),
-                );
-                Some(done)
-            }
-            // Another call under way: the pending one returned unseen (its frame is gone).
-            Some(_) if returned && in_progress && !leaving => {
-                self.late_entry(task, pt_regs, ev, space, false)
-            }
-            Some(_) => None,
-            // A return no stop showed and no frame explains: a whole call may be missing
-            // before this one (or an interrupt's return was missed): said on the record.
-            None if in_progress && !leaving => self.late_entry(task, pt_regs, ev, space, returned),
-            None if leaving && returned => {
-                self.pt_regs.insert(task, (pt_regs, user_rip));
-                let call = self.entry_from_frame(task, ev, space)?;
-                self.stats.entries_from_frame += 1;
-                let mut done = self.finish_call(call, task, ev, space);
-                done.note = Some(
-                    "entry stop not reported, exit reported late: read from pt_regs on the way out"
-                        .into(),
-                );
-                Some(done)
-            }
-            None => None,
-        }
-    }
-
-    /// Another vCPU seen in user mode at a stop: its task's last system call is over, and
-    /// its frame still describes it. When the task returned unseen since it was last
-    /// looked at, that call is completed now (its pending entry, or entry and exit both from
-    /// the frame), before a later call overwrites the frame.
-    fn on_user_observation(&mut self, ev: &NitroEvent, mem: &dyn PhysMemory) -> Option<Syscall> {
-        if self.handler_plan.is_some() {
-            return None;
-        }
-        let r = &ev.regs;
-        let mode = PagingMode::from_cr4(r.cr4);
-        // Under page-table isolation the user half of the PGD pair maps little of the
-        // kernel: its kernel half has CR3 bit 12 clear.
-        let (space, task) = [r.cr3, r.cr3 & !0x1000].into_iter().find_map(|cr3| {
-            let space = AddressSpace::with_mode(mem, PhysAddr(cr3), mode);
-            let task = task::current_task(&space, r.k_gs_base, &self.offsets)?;
-            Some((space, task))
-        })?;
-        if !self.watched.contains(&task) || self.compat_tasks.contains(&task) {
-            return None;
-        }
-        let pt_regs = self.frame_of(task, &space)?;
-        let o = self.offsets;
-        let field = |off: u64| space.read_u64(VirtAddr(pt_regs.wrapping_add(off))).ok();
-        let nr = field(o.pt_regs_orig_ax)?;
-        if nr >= 1024 || field(o.pt_regs_cs)? != USER_CS {
-            return None;
-        }
-        let user_rip = field(o.pt_regs_ip)?;
-        if !self.returned_since_last_look(task, &space) {
-            return None;
-        }
-        let (call, note) = match self.pending.get(&task) {
-            Some(p) => {
-                if p.nr != nr || self.pt_regs.get(&task).map(|x| x.1) != Some(user_rip) {
-                    return None;
-                }
-                self.stats.exits_from_frame += 1;
-                (
-                    self.pending.remove(&task)?,
-                    "exit stop not reported: return value read from pt_regs while the task ran in user mode",
-                )
-            }
-            None => {
-                self.pt_regs.insert(task, (pt_regs, user_rip));
-                self.stats.calls_from_frame += 1;
-                (
-                    self.entry_from_frame(task, ev, &space)?,
-                    "entry and exit stops not reported: read from pt_regs while the task ran in user mode",
-                )
-            }
-        };
-        let mut done = self.finish_call(call, task, ev, &space);
-        done.note = Some(note.into());
-        Some(done)
-    }
-
-    /// The task's saved user frame: where its last entry put it, or its stack's top.
-    fn frame_of(&self, task: u64, space: &dyn VirtRead) -> Option<u64> {
-        match self.pt_regs.get(&task) {
-            Some(&(p, _)) => Some(p),
-            None => {
-                let stack = space
-                    .read_u64(VirtAddr(task.wrapping_add(self.offsets.task_stack?)))
-                    .ok()?;
-                Some(stack.wrapping_add(self.stack_delta?))
-            }
-        }
-    }
-
-    /// True when the vCPU is in `entry_SYSCALL_64_after_hwframe` with the whole frame pushed
-    /// (RSP is `pt_regs`, RAX still the number).
-    fn in_syscall_entry(&self, ev: &NitroEvent, space: &dyn VirtRead) -> bool {
-        let r = &ev.regs;
-        let in_code = self
-            .syms
-            .symbolize(r.rip.wrapping_sub(self.slide as u64))
-            .is_some_and(|(n, _)| n == "entry_SYSCALL_64_after_hwframe");
-        let o = self.offsets;
-        let field = |off: u64| space.read_u64(VirtAddr(r.rsp.wrapping_add(off))).ok();
-        in_code && field(o.pt_regs_orig_ax) == Some(r.rax) && field(o.pt_regs_cs) == Some(USER_CS)
-    }
-
-    /// An entry QEMU did not report, recorded from the task's frame at `pt_regs`.
-    fn late_entry(
-        &mut self,
-        task: u64,
-        pt_regs: u64,
-        ev: &NitroEvent,
-        space: &dyn VirtRead,
-        unexplained_return: bool,
-    ) -> Option<Syscall> {
-        self.pt_regs.insert(task, (pt_regs, 0));
-        let mut call = self.entry_from_frame(task, ev, space)?;
-        self.stats.entries_from_frame += 1;
-        call.note = Some(if unexplained_return {
-            self.stats.possibly_lost += 1;
-            "entry stop reported late; the task returned to user mode unseen before it: \
-             a call may be missing before this one"
-                .into()
-        } else {
-            "entry stop reported late: number and arguments read from pt_regs".into()
-        });
-        Some(self.record_entry(call, task))
-    }
-
-    /// True when `rip` is past the `kstack_offset` store on the way back to user mode.
-    fn in_return_path(&self, rip: u64) -> bool {
-        const RETURN_CODE: [&str; 4] = [
-            "syscall_return_via_sysret",
-            "entry_SYSRETQ_unsafe_stack",
-            "entry_SYSRETQ_end",
-            "swapgs_restore_regs_and_return_to_usermode",
-        ];
-        let unslid = rip.wrapping_sub(self.slide as u64);
-        let Some((name, _)) = self.syms.symbolize(unslid) else {
-            return false;
-        };
-        if RETURN_CODE.contains(&name) {
-            return true;
-        }
-        self.per_task
-            .as_ref()
-            .is_some_and(|pt| pt.after_exit.iter().any(|r| r.contains(&rip)))
-    }
-
-    /// Reads the task's `kstack_offset`, which the kernel rewrites on every return to user
-    /// mode, and remembers it: true when it changed since the task's last exit stop (a new
-    /// return, not a second report of the same one). Always true without per-task traps.
-    fn note_return(&mut self, task: u64, space: &dyn VirtRead) -> bool {
-        let Some(pt) = &self.per_task else {
-            return true;
-        };
-        let Ok(now) = space.read_u32(VirtAddr(task.wrapping_add(pt.field))) else {
-            return true;
-        };
-        self.last_return.insert(task, now) != Some(now)
-    }
-
-    /// True when the task's `kstack_offset` changed since it was last read (at an exit stop
-    /// or here): the task returned to user mode in between without a stop being seen. False
-    /// the first time (no baseline) and without per-task traps.
-    fn returned_since_last_look(&mut self, task: u64, space: &dyn VirtRead) -> bool {
-        let Some(pt) = &self.per_task else {
-            return false;
-        };
-        let Ok(now) = space.read_u32(VirtAddr(task.wrapping_add(pt.field))) else {
-            return false;
-        };
-        self.last_return
-            .insert(task, now)
-            .is_some_and(|before| before != now)
-    }
-
-    /// A 64-bit call of a watched task whose entry stop was lost (QEMU 7.2 under SMP), seen
-    /// at its return: the saved frame says it was a system call (`orig_ax` is the number;
-    /// interrupts and exceptions store -1 there, arch/x86/entry/entry_64.S) and holds its
-    /// arguments. None for anything else.
-    fn entry_from_frame(
-        &mut self,
-        task: u64,
-        ev: &NitroEvent,
-        space: &dyn VirtRead,
-    ) -> Option<Syscall> {
-        if !self.watched.contains(&task) || self.compat_tasks.contains(&task) {
-            return None;
-        }
-        let pt_regs = self.frame_of(task, space)?;
-        let o = self.offsets;
-        let field = |off: u64| space.read_u64(VirtAddr(pt_regs.wrapping_add(off))).ok();
-        let nr = field(o.pt_regs_orig_ax)?;
-        if nr >= 1024 || field(o.pt_regs_cs)? == USER32_CS {
-            return None;
-        }
-        let raw = [
-            field(o.pt_regs_di)?,
-            field(o.pt_regs_si)?,
-            field(o.pt_regs_dx)?,
-            field(o.pt_regs_r10)?,
-            field(o.pt_regs_r8)?,
-            field(o.pt_regs_r9)?,
-        ];
-        let user_rip = field(o.pt_regs_ip)?;
-        let name = self.name_of(nr);
-        let process = self.process_of(space, task);
-        let info = syscalls::table::info_for_name(&name).or_else(|| syscalls::table::x86_64(nr));
-        let args = match info {
-            Some(info) => syscalls::decode_enter(info, &raw, space, &self.decode),
-            None => raw_args(&raw),
-        };
-        let mut call = Syscall::entered(ev, nr, name, process, args, raw, task);
-        call.kind = SyscallKind::Syscall64;
-        self.pt_regs.insert(task, (pt_regs, user_rip));
-        Some(call)
-    }
-
-    /// Completes a call whose exit stop was not reported (QEMU 7.2 under SMP can hold a
-    /// watchpoint hit back until it is lost) from the task's saved frame, read at its next
-    /// 64-bit entry stop: there the kernel has pushed only `pt_regs->ss` and `->sp` of the
-    /// new frame, so `ax` still holds the previous call's return value and `orig_ax` its
-    /// number. Refused (None) unless the frame is that call's: same number, same user RIP.
-    fn finish_from_frame(
-        &mut self,
-        key: u64,
-        ev: &NitroEvent,
-        space: &dyn VirtRead,
-    ) -> Option<Syscall> {
-        let call = self.pending.get(&key)?;
-        if call.kind != SyscallKind::Syscall64 {
-            return None;
-        }
-        let (pt_regs, user_rip) = *self.pt_regs.get(&key)?;
-        let field = |off: u64| space.read_u64(VirtAddr(pt_regs.wrapping_add(off))).ok();
-        if field(self.offsets.pt_regs_orig_ax)? != call.nr
-            || field(self.offsets.pt_regs_ip)? != user_rip
-        {
-            return None;
-        }
-        let call = self.pending.remove(&key)?;
-        self.stats.exits_from_frame += 1;
-        let mut done = self.finish_call(call, key, ev, space);
-        done.note =
-            Some("exit stop not reported: return value read from pt_regs at the next entry".into());
-        Some(done)
     }
 
     /// Fills in a call's return from its task's saved frame (`pt_regs`) and decodes what the
@@ -790,51 +471,6 @@ impl LinuxBackend {
         call.rax = ret as u64;
         call
     }
-}
-
-/// The code a vCPU runs after the store at `store`, read from guest memory (as patched at
-/// boot): straight-line runs from the instruction after the store, following direct unconditional jumps (the
-/// alternatives the kernel patched in) up to 4 times, until a return or an indirect jump;
-/// at most 128 bytes per run. Empty when the code cannot be read.
-fn straight_line_after(space: &dyn VirtRead, store: &Range<u64>) -> Vec<Range<u64>> {
-    use iced_x86::{Decoder, DecoderOptions, FlowControl, Mnemonic};
-    let mut runs = Vec::new();
-    // Site ranges run one byte past the instruction (they hold the RIP a watchpoint stop
-    // reports, the next instruction's address).
-    let mut at = store.end.saturating_sub(1);
-    for _ in 0..5 {
-        let mut code = [0u8; 128];
-        if space.read_virt(VirtAddr(at), &mut code).is_err() {
-            break;
-        }
-        let mut decoder = Decoder::with_ip(64, &code, at, DecoderOptions::NONE);
-        let (mut end, mut next) = (at, None);
-        while decoder.can_decode() {
-            let insn = decoder.decode();
-            if insn.is_invalid() {
-                break;
-            }
-            end = insn.next_ip();
-            match insn.flow_control() {
-                FlowControl::UnconditionalBranch if insn.mnemonic() == Mnemonic::Jmp => {
-                    next = Some(insn.near_branch_target());
-                    break;
-                }
-                FlowControl::UnconditionalBranch
-                | FlowControl::Return
-                | FlowControl::IndirectBranch
-                | FlowControl::Interrupt
-                | FlowControl::Exception => break,
-                _ => {}
-            }
-        }
-        runs.push(at..end);
-        match next {
-            Some(target) if !runs.iter().any(|r: &Range<u64>| r.contains(&target)) => at = target,
-            _ => break,
-        }
-    }
-    runs
 }
 
 /// The read-only IDT mapping in the CPU entry area, fixed on x86-64 since Linux 4.15:
@@ -1219,62 +855,5 @@ impl OsBackend for LinuxBackend {
     fn syscall_table(&self) -> Vec<(u64, String)> {
         let n = self.names.len().max(BUILTIN_TABLE_LEN);
         (0..n as u64).map(|nr| (nr, self.name_of(nr))).collect()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use nitro_mem::{MemError, PhysAddr, VirtAddr, VirtRead};
-
-    use super::straight_line_after;
-
-    /// Code bytes at a kernel address; reads past them fail.
-    struct Code(u64, Vec<u8>);
-
-    impl VirtRead for Code {
-        fn read_virt(&self, va: VirtAddr, buf: &mut [u8]) -> Result<(), MemError> {
-            let off = va.0.wrapping_sub(self.0) as usize;
-            // Short reads are padded with int3, as if the next function followed.
-            if off >= self.1.len() {
-                return Err(MemError::PhysOutOfRange {
-                    addr: PhysAddr(va.0),
-                    len: buf.len(),
-                });
-            }
-            for (i, b) in buf.iter_mut().enumerate() {
-                *b = self.1.get(off + i).copied().unwrap_or(0xcc);
-            }
-            Ok(())
-        }
-    }
-
-    #[test]
-    fn code_after_the_store_follows_patched_jumps_to_the_return() {
-        const BASE: u64 = 0xffff_ffff_8113_7642;
-        // mov %ecx,0x1478(%rsi); jmp +0x12 (a patched alternative); 16 bytes skipped;
-        // pop %rbx; pop %rbp; pop %r12; ret
-        let mut code = vec![0x89, 0x8e, 0x78, 0x14, 0x00, 0x00, 0xeb, 0x10];
-        code.extend([0x90; 16]);
-        code.extend([0x5b, 0x5d, 0x41, 0x5c, 0xc3]);
-        let mem = Code(BASE, code);
-        // The site's range runs one byte past the store (it holds the post-access RIP).
-        let runs = straight_line_after(&mem, &(BASE..BASE + 7));
-        assert_eq!(
-            runs,
-            vec![BASE + 6..BASE + 8, BASE + 0x18..BASE + 0x1d],
-            "{runs:x?}"
-        );
-    }
-
-    #[test]
-    fn unreadable_code_gives_nothing_and_loops_end() {
-        let mem = Code(0x1000, vec![0x89, 0x8e, 0x78, 0x14, 0x00, 0x00]);
-        assert!(straight_line_after(&mem, &(0x2000..0x2007)).is_empty());
-        // jmp to itself: one run, no endless walk.
-        let mem = Code(0x1000, vec![0x89, 0x8e, 0x78, 0x14, 0x00, 0x00, 0xeb, 0xfe]);
-        assert_eq!(
-            straight_line_after(&mem, &(0x1000..0x1007)),
-            vec![0x1006..0x1008]
-        );
     }
 }

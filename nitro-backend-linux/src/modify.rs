@@ -20,7 +20,7 @@ use crate::{layout::symbol_range, syscalls, LinuxBackend};
 const ARG_REGS: [Reg; 6] = [Reg::Rdi, Reg::Rsi, Reg::Rdx, Reg::R10, Reg::R8, Reg::R9];
 
 /// ENOSYS (include/uapi/asm-generic/errno.h).
-const ENOSYS: u64 = 38;
+pub(crate) const ENOSYS: u64 = 38;
 
 /// The kernel's view of memory at a stop in kernel mode: CR3 as it is when it maps the
 /// kernel stack, else its kernel half under page-table isolation (CR3 bit 12 clear).
